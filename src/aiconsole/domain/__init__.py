@@ -1,0 +1,1 @@
+"""Pure types and pure functions: no I/O, no clock reads (time is passed in), no Textual."""
