@@ -1,0 +1,266 @@
+"""The fleet monitor: polls each VM's provider, keeps the ledger, builds snapshots.
+
+One polling loop per VM, so a slow or failing provider never delays the others.
+Each loop polls every `poll_seconds`, faster while a VM is changing state, and
+backs off (with jitter) while its provider fails. Nothing raised by a provider
+leaves a loop: it becomes the VM's error, shown on its pane beside the last known
+state, which turns stale once older than its freshness window.
+
+The monitor is built before the first frame (cheap: config and the ledger) and
+opened after it: `open()` builds the providers, which imports the HTTP clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone, tzinfo
+
+from aiconsole.domain.budget import build_budget_snapshot
+from aiconsole.domain.cost import PowerInterval, month_window
+from aiconsole.domain.fleet import FleetSnapshot
+from aiconsole.domain.idle import ActivityKind, ActivitySignal
+from aiconsole.domain.power import PowerState
+from aiconsole.domain.sanitize import sanitize_line
+from aiconsole.domain.vm_view import PowerObservation, build_vm_snapshot
+from aiconsole.services.ledger import Ledger
+from aiconsole.services.providers.base import ProviderError, ProviderErrorKind, VmProvider
+
+log = logging.getLogger(__name__)
+
+ProviderFactory = Callable[[object], VmProvider]
+"""Builds the provider for one VM config; may raise ProviderError (e.g. a missing key)."""
+
+MAX_BACKOFF_SECONDS = 300.0
+STALE_AFTER_POLLS = 3
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(eq=False)
+class _VmState:
+    """Mutable, private to the monitor; the outside world only sees snapshots."""
+
+    config: object  # a config.VmConfig
+    provider: VmProvider | None = None
+    observation: PowerObservation | None = None
+    intervals: list[PowerInterval] = field(default_factory=list)
+    signals: dict[str, ActivitySignal] = field(default_factory=dict)
+    pending: str = ""
+    failures: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class UnknownVmError(KeyError):
+    def __str__(self) -> str:
+        return f"no VM named {self.args[0]!r} in the config"
+
+
+class FleetMonitor:
+    def __init__(
+        self,
+        settings,
+        ledger: Ledger,
+        provider_factory: ProviderFactory,
+        *,
+        tz: tzinfo,
+        clock: Callable[[], datetime] = utc_now,
+        read_only: bool = False,
+        transition_poll_seconds: float = 3.0,
+        resources: Sequence[AbstractAsyncContextManager] = (),
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.read_only = read_only
+        self._factory = provider_factory
+        self._tz = tz
+        self._clock = clock
+        self._transition_poll = transition_poll_seconds
+        self._resources = resources
+        self._stack = AsyncExitStack()
+        self._opened = False
+        self._states: dict[str, _VmState] = {vm.name: _VmState(vm) for vm in settings.vm}
+        for state in self._states.values():
+            self._load_history(state)
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start resources (e.g. the demo's servers) and build every VM's provider."""
+        if self._opened:
+            return
+        self._opened = True
+        for resource in self._resources:
+            await self._stack.enter_async_context(resource)
+        for state in self._states.values():
+            try:
+                state.provider = await asyncio.to_thread(self._factory, state.config)
+            except ProviderError as error:
+                self._fail(state, error.message)
+
+    async def close(self) -> None:
+        for state in self._states.values():
+            if state.provider is not None:
+                with suppress(Exception):
+                    await state.provider.aclose()
+                state.provider = None
+        await self._stack.aclose()
+        self.ledger.close()
+
+    async def run(self, on_change: Callable[[], None] = lambda: None) -> None:
+        """Poll every VM until cancelled. Never raises because of a provider."""
+        await self.open()
+        async with asyncio.TaskGroup() as group:
+            for state in self._states.values():
+                group.create_task(self._poll_loop(state, on_change), name=f"poll-{state.name}")
+
+    # -- reading ------------------------------------------------------------------
+
+    def snapshot(self) -> FleetSnapshot:
+        now = self._clock()
+        budget_cfg = self.settings.budget
+        vms = tuple(self._vm_snapshot(state, now) for state in self._states.values())
+        budget = build_budget_snapshot(
+            budget_cfg.daily_usd,
+            budget_cfg.monthly_usd,
+            sum(vm.cost_today_usd for vm in vms),
+            sum(vm.cost_month_usd for vm in vms),
+            budget_cfg.warn_at,
+            budget_cfg.alert_at,
+        )
+        return FleetSnapshot(at=now, vms=vms, budget=budget, read_only=self.read_only)
+
+    def _vm_snapshot(self, state: _VmState, now: datetime):
+        vm = state.config
+        return build_vm_snapshot(
+            name=vm.name,
+            provider=vm.provider,
+            can_power=vm.provider != "static",
+            hourly_usd=vm.hourly_usd,
+            idle_stop_minutes=vm.idle_stop_minutes,
+            intervals=state.intervals,
+            signals=state.signals.values(),
+            observation=state.observation,
+            freshness_seconds=STALE_AFTER_POLLS * vm.poll_seconds,
+            now=now,
+            tz=self._tz,
+            pending_action=state.pending,
+            cost_warning_usd=self.settings.budget.vm_daily_warn_usd,
+            cost_critical_usd=self.settings.budget.vm_daily_critical_usd,
+        )
+
+    # -- acting -------------------------------------------------------------------
+
+    async def refresh(self, name: str | None = None) -> None:
+        """Poll now: one VM, or all of them at once."""
+        states = [self._state(name)] if name else list(self._states.values())
+        await asyncio.gather(*(self._poll(state) for state in states))
+
+    async def start_vm(self, name: str) -> None:
+        await self._power(self._state(name), "start")
+
+    async def stop_vm(self, name: str) -> None:
+        await self._power(self._state(name), "stop")
+
+    async def _power(self, state: _VmState, action: str) -> None:
+        """Carry out start/stop through the provider, recorded as an operator action."""
+        if self.read_only:
+            raise ProviderError(ProviderErrorKind.UNSUPPORTED, f"read-only: {action} is disabled")
+        provider = self._provider(state)
+        if not provider.can_power:
+            raise ProviderError(ProviderErrorKind.UNSUPPORTED, f"{state.name} is always on")
+        if state.pending:
+            raise ProviderError(ProviderErrorKind.FAILED, f"{state.name}: {state.pending} already under way")
+        self._record_signal(state, ActivityKind.OPERATOR, action)
+        state.pending = action
+        state.wake.set()  # the poll loop switches to its fast pace and shows the transition
+        try:
+            await (provider.start() if action == "start" else provider.stop())
+        finally:
+            state.pending = ""
+            await self._poll(state)
+            state.wake.set()
+
+    # -- polling ------------------------------------------------------------------
+
+    async def _poll_loop(self, state: _VmState, on_change: Callable[[], None]) -> None:
+        while True:
+            await self._poll(state)
+            on_change()
+            state.wake.clear()
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self._next_delay(state)):
+                    await state.wake.wait()
+
+    def _next_delay(self, state: _VmState) -> float:
+        power = state.observation.power if state.observation else PowerState.UNKNOWN
+        if state.pending or power.is_transition:
+            return self._transition_poll
+        base = state.config.poll_seconds
+        if state.failures:
+            backoff = min(MAX_BACKOFF_SECONDS, base * 2 ** min(state.failures - 1, 8))
+            return backoff * random.uniform(0.8, 1.2)  # jitter: providers are not hit in lockstep
+        return base
+
+    async def _poll(self, state: _VmState) -> None:
+        if state.provider is None:
+            return
+        try:
+            status = await state.provider.status()
+        except ProviderError as error:
+            self._fail(state, error.message)
+            return
+        except Exception as error:  # a bug or a library surprise: shown, never fatal
+            log.exception("polling %s failed", state.name)
+            self._fail(state, sanitize_line(f"{type(error).__name__}: {error}"))
+            return
+        now = self._clock()
+        state.failures = 0
+        state.observation = PowerObservation(status.power, now, status.raw_state, status.label)
+        if status.power.is_known and self.ledger.record_power(state.name, status.power, now):
+            self._load_history(state)
+            self._record_signal(state, ActivityKind.POWER, status.power.value, at=now)
+
+    def _fail(self, state: _VmState, message: str) -> None:
+        state.failures += 1
+        previous = state.observation or PowerObservation(PowerState.UNKNOWN, None)
+        state.observation = replace(previous, error=message)
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _state(self, name: str) -> _VmState:
+        try:
+            return self._states[name]
+        except KeyError:
+            raise UnknownVmError(name) from None
+
+    def _provider(self, state: _VmState) -> VmProvider:
+        if state.provider is None:
+            error = state.observation.error if state.observation else "not connected yet"
+            raise ProviderError(ProviderErrorKind.FAILED, f"{state.name}: {error}")
+        return state.provider
+
+    def _load_history(self, state: _VmState) -> None:
+        month_start, _ = month_window(self._clock(), self._tz)
+        state.intervals = self.ledger.intervals(state.name, since=month_start)
+        for signal in self.ledger.latest_activities(state.name):
+            state.signals[signal.kind] = signal
+
+    def _record_signal(self, state: _VmState, kind: str, detail: str, at: datetime | None = None) -> None:
+        at = at or self._clock()
+        self.ledger.record_activity(state.name, kind, at, detail)
+        state.signals[kind] = ActivitySignal(state.name, kind, at, detail)
+
+    @property
+    def names(self) -> Mapping[str, object]:
+        return {name: state.config for name, state in self._states.items()}

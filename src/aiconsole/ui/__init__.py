@@ -1,0 +1,1 @@
+"""The Textual UI: consumes domain snapshots, drives services through workers."""

@@ -1,0 +1,174 @@
+"""The Fleet tab: budget bars and one pane per VM, with start/stop/refresh keys.
+
+The pane owns the fleet monitor's worker. It repaints from an immutable
+`FleetSnapshot` once a second (costs and idle timers move with the clock) and
+at once when the monitor reports a change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.message import Message
+
+from aiconsole.domain.fleet import FleetSnapshot, VmSnapshot
+from aiconsole.domain.format import format_usd
+from aiconsole.domain.power import PowerState
+from aiconsole.ui.bindings import binding
+from aiconsole.ui.confirm import ConfirmScreen
+from aiconsole.ui.widgets.budget_bar import BudgetBars
+from aiconsole.ui.widgets.vm_card import VmCard
+
+if TYPE_CHECKING:
+    from aiconsole.services.fleet import FleetMonitor
+
+_POWER_ACTIONS = ("start", "stop")
+
+
+class FleetChanged(Message):
+    """The monitor saw something new (a power state, an error): repaint now."""
+
+
+class FleetPane(VerticalScroll):
+    DEFAULT_CSS = """
+    FleetPane { padding: 0 0; }
+    FleetPane > BudgetBars { margin: 0 0 0 0; }
+    """
+
+    BINDINGS = [
+        binding("vm-start", "start", label="Start"),
+        binding("vm-stop", "stop", label="Stop"),
+        binding("fleet-refresh", "refresh", label="Refresh"),
+        binding("vm-next", "select(1)", show=False),
+        binding("vm-previous", "select(-1)", show=False),
+    ]
+
+    def __init__(self, monitor: FleetMonitor, *, read_only: bool, id: str | None = None) -> None:
+        super().__init__(id=id, can_focus=False)
+        self.monitor = monitor
+        self.read_only = read_only
+        self._snapshot: FleetSnapshot = monitor.snapshot()
+
+    def compose(self) -> ComposeResult:
+        snap = self._snapshot
+        yield BudgetBars(snap.budget, id="budget")
+        for vm in snap.vms:
+            yield VmCard(vm, snap.at, id=f"vm-{vm.name}")
+
+    def on_mount(self) -> None:
+        cards = list(self.query(VmCard))
+        if cards:
+            cards[0].focus()
+        self.set_interval(1.0, self.redraw, name="fleet-clock")
+        # After the first frame: opening the monitor imports the HTTP clients.
+        self.call_after_refresh(self.watch_fleet)
+
+    @work(exclusive=True, group="fleet-monitor")
+    async def watch_fleet(self) -> None:
+        """Open the monitor and poll providers until the pane goes away."""
+        await self.monitor.open()
+        self.redraw()
+        await self.monitor.run(on_change=lambda: self.post_message(FleetChanged()))
+
+    def on_fleet_changed(self, _: FleetChanged) -> None:
+        self.redraw()
+
+    def redraw(self) -> None:
+        self._snapshot = snap = self.monitor.snapshot()
+        self.query_one(BudgetBars).show(snap.budget)
+        for vm in snap.vms:
+            self.query_one(f"#vm-{vm.name}", VmCard).show(vm, snap.at)
+
+    def vm_named(self, name: str) -> VmSnapshot | None:
+        return next((vm for vm in self._snapshot.vms if vm.name == name), None)
+
+    @property
+    def selected(self) -> VmSnapshot | None:
+        focused = self.screen.focused
+        return self.vm_named(focused.vm_name) if isinstance(focused, VmCard) else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _POWER_ACTIONS:
+            # --read-only hides the keys (False) rather than greying them out (None).
+            return not self.read_only
+        return True
+
+    def action_select(self, step: int) -> None:
+        if step > 0:
+            self.screen.focus_next(VmCard)
+        else:
+            self.screen.focus_previous(VmCard)
+
+    def action_refresh(self) -> None:
+        self.notify("Asking every provider for fresh state…", timeout=2)
+        self.run_worker(self.monitor.refresh(), group="fleet-refresh", exclusive=True)
+
+    def action_start(self, name: str | None = None) -> None:
+        vm = self._power_target("start", name)
+        if vm is None:
+            return
+        if vm.power in (PowerState.RUNNING, PowerState.STARTING):
+            self.notify(f"{vm.name} is already {vm.power.value}.", markup=False)
+            return
+        self.notify(f"Starting {vm.name}: {format_usd(vm.hourly_usd)}/h from now on.", markup=False)
+        self._power(vm.name, "start")
+
+    def action_stop(self, name: str | None = None) -> None:
+        vm = self._power_target("stop", name)
+        if vm is None:
+            return
+        if vm.power in (PowerState.STOPPED, PowerState.STOPPING):
+            self.notify(f"{vm.name} is already {vm.power.value}.", markup=False)
+            return
+
+        def stop_if_confirmed(yes: bool | None) -> None:
+            if yes:
+                self._power(vm.name, "stop")
+
+        self.app.push_screen(_stop_question(vm), stop_if_confirmed)
+
+    def _power_target(self, action: str, name: str | None) -> VmSnapshot | None:
+        """The named (else selected) VM if `action` may be done to it; else None, saying why."""
+        if self.read_only:
+            self.notify(f"Read-only mode: {action} is disabled.", severity="warning")
+            return None
+        vm = self.selected if name is None else self.vm_named(name)
+        if vm is None:
+            self.notify("Select a VM first (up/down).", severity="warning")
+            return None
+        if not vm.can_power:
+            self.notify(f"{vm.name} is always on: its provider has no {action}.", markup=False)
+            return None
+        return vm
+
+    def _power(self, name: str, action: str) -> None:
+        self.run_worker(
+            self._run_power(name, action), group=f"power-{name}", exclusive=True, exit_on_error=False
+        )
+
+    async def _run_power(self, name: str, action: str) -> None:
+        try:
+            if action == "start":
+                await self.monitor.start_vm(name)
+            else:
+                await self.monitor.stop_vm(name)
+        except Exception as error:  # shown, never fatal: the monitor also keeps it on the pane
+            self.notify(f"{action} {name} failed: {error}", severity="error", markup=False, timeout=8)
+        else:
+            done = "running" if action == "start" else "stopped"
+            self.notify(f"{name} is {done}.", markup=False)
+        self.redraw()
+
+
+def _stop_question(vm: VmSnapshot) -> ConfirmScreen:
+    question = Content.assemble("Stop ", (vm.name, "bold"), "?")
+    details = Content(
+        f"It costs {format_usd(vm.hourly_usd)}/h while running "
+        f"({format_usd(vm.cost_run_usd)} this run, {format_usd(vm.cost_today_usd)} today). "
+        "Stopping ends whatever runs on it; disks are kept."
+    )
+    return ConfirmScreen(question, details, yes_label="Stop")

@@ -1,0 +1,57 @@
+"""`?`: every key that works where the user pressed it, with what it does."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from aiconsole.ui.bindings import binding
+
+# (key as shown, description): built by the caller from the screen's active bindings.
+KeyRow = tuple[str, str]
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; background: $background 60%; }
+    HelpScreen > VerticalScroll {
+        width: 64;
+        max-width: 95%;
+        height: auto;
+        max-height: 90%;
+        border: round $primary;
+        border-title-style: bold;
+        background: $surface;
+        padding: 0 1;
+    }
+    HelpScreen #keys { width: 100%; }
+    """
+
+    BINDINGS = [binding("help-close", "dismiss", label="Close")]
+
+    def __init__(self, rows: list[KeyRow], footnote: str = "") -> None:
+        super().__init__()
+        self.rows = rows
+        self.footnote = footnote
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as scroll:
+            scroll.border_title = "Keys"
+            scroll.border_subtitle = "esc to close"
+            yield Static(self._table(), id="keys")
+
+    def _table(self) -> Content:
+        width = max((len(key) for key, _ in self.rows), default=4) + 2
+        lines = [
+            Content.assemble((key.ljust(width), "$accent bold"), description)
+            for key, description in self.rows
+        ]
+        if self.footnote:
+            lines += [Content(""), Content.styled(self.footnote, "$text-muted")]
+        return Content("\n").join(lines)
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(None)

@@ -1,0 +1,1 @@
+"""Reusable widgets. Each renders immutable domain snapshots and does no I/O."""

@@ -1,0 +1,62 @@
+"""The fleet's spend today and this month against the budget, as two bars."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widget import Widget
+
+from aiconsole.domain.fleet import BudgetLevel, BudgetSnapshot
+from aiconsole.domain.format import format_usd
+
+_LEVEL_STYLE = {
+    BudgetLevel.OK: "$success",
+    BudgetLevel.WARNING: "$warning",
+    BudgetLevel.ALERT: "$warning bold",
+    BudgetLevel.EXCEEDED: "$error bold",
+}
+_LABEL_WIDTH = 7
+
+
+def budget_line(label: str, spent: float, limit: float, level: BudgetLevel, width: int) -> Content:
+    figures = f" {format_usd(spent)} of {format_usd(limit)}"
+    share = spent / limit if limit > 0 else 0.0
+    percent = f" {share:4.0%}" if limit > 0 else "  no budget"
+    bar_width = max(4, width - _LABEL_WIDTH - len(figures) - len(percent) - 2)
+    filled = min(bar_width, round(share * bar_width))
+    style = _LEVEL_STYLE[level]
+    return Content.assemble(
+        (label.ljust(_LABEL_WIDTH), "$text-muted"),
+        ("━" * filled, style),
+        ("━" * (bar_width - filled), "$panel-lighten-2"),
+        (percent, style),
+        figures,
+    )
+
+
+class BudgetBars(Widget):
+    """Two lines: today against the daily budget, this month against the monthly one."""
+
+    DEFAULT_CSS = """
+    BudgetBars {
+        height: 2;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, budget: BudgetSnapshot, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.budget = budget
+
+    def show(self, budget: BudgetSnapshot) -> None:
+        if budget != self.budget:
+            self.budget = budget
+            self.refresh()
+
+    def render(self) -> Content:
+        width = self.content_size.width or 78
+        b = self.budget
+        return Content.assemble(
+            budget_line("Today", b.spent_today_usd, b.daily_usd, b.day_level, width),
+            "\n",
+            budget_line("Month", b.spent_month_usd, b.monthly_usd, b.month_level, width),
+        )

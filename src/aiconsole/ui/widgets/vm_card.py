@@ -1,0 +1,127 @@
+"""One VM's pane on the Fleet tab: power, money and idle time at a glance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from textual.content import Content
+from textual.widget import Widget
+
+from aiconsole.domain.fleet import VmSnapshot
+from aiconsole.domain.format import format_age, format_duration, format_usd
+from aiconsole.domain.power import PowerState
+
+# Glyph and theme variable per state: shape and colour both differ, so the state
+# reads right in 256 colours, in monochrome and for colour-blind operators.
+_POWER_LOOK: dict[PowerState, tuple[str, str]] = {
+    PowerState.RUNNING: ("●", "$success"),
+    PowerState.STOPPED: ("○", "$text-muted"),
+    PowerState.STARTING: ("◐", "$warning"),
+    PowerState.STOPPING: ("◑", "$warning"),
+    PowerState.UNKNOWN: ("?", "$text-muted"),
+    PowerState.ERROR: ("✖", "$error"),
+}
+
+
+def power_content(vm: VmSnapshot) -> Content:
+    glyph, style = _POWER_LOOK[vm.power]
+    word = vm.power.value
+    if vm.pending_action and not vm.power.is_transition:
+        word = f"{word} · {vm.pending_action} requested"
+    return Content.assemble((f"{glyph} {word}", f"{style} bold"))
+
+
+def money_content(vm: VmSnapshot) -> Content:
+    rate = "free" if vm.hourly_usd == 0 else f"{format_usd(vm.hourly_usd)}/h"
+    return Content.assemble(
+        (rate, "$text-accent"),
+        ("  today ", "$text-muted"),
+        format_usd(vm.cost_today_usd),
+        ("  month ", "$text-muted"),
+        format_usd(vm.cost_month_usd),
+        ("  this run ", "$text-muted"),
+        format_usd(vm.cost_run_usd),
+    )
+
+
+def idle_content(vm: VmSnapshot) -> Content:
+    """Idle time and what happens next, or why the VM is busy."""
+    idle = vm.idle
+    if vm.power is not PowerState.RUNNING or idle.idle_seconds is None:
+        if vm.power is PowerState.STOPPED:
+            return Content.styled("stopped: not billed", "$text-muted")
+        return Content.styled("idle: not counted until running", "$text-muted")
+    if idle.busy_reasons:
+        return Content.assemble(("busy: ", "$text-muted"), ", ".join(idle.busy_reasons))
+    parts: list[str | tuple[str, str]] = [
+        ("idle ", "$text-muted"),
+        format_duration(idle.idle_seconds),
+    ]
+    if vm.idle_stop_minutes is None or not vm.can_power:
+        parts.append(("   no idle stop", "$text-muted"))
+    elif idle.remaining_seconds is not None:
+        soon = idle.remaining_seconds <= 300
+        parts += [("   stops in ", "$text-muted"), (format_duration(idle.remaining_seconds), "$warning bold" if soon else "")]
+    if idle.last_activity:
+        parts += [("   last: ", "$text-muted"), idle.last_activity]
+    return Content.assemble(*parts)
+
+
+def status_content(vm: VmSnapshot, now: datetime) -> Content:
+    """The freshness of what is shown, and the provider's last error if any."""
+    if vm.error:
+        return Content.assemble(("⚠ ", "$error bold"), (vm.error, "$error"))
+    if vm.checked_at is None:
+        return Content.styled("checking…", "$text-muted")
+    age = format_age((now - vm.checked_at).total_seconds())
+    if vm.stale:
+        return Content.styled(f"stale: last answer {age}", "$warning")
+    detail = f"{vm.raw_state} · " if vm.raw_state else ""
+    return Content.styled(f"{detail}checked {age}", "$text-muted")
+
+
+class VmCard(Widget, can_focus=True):
+    """A focusable pane for one VM; the Fleet pane's keys act on the focused one."""
+
+    DEFAULT_CSS = """
+    VmCard {
+        height: 4;
+        border: round $panel-lighten-2;
+        border-title-color: $text;
+        border-subtitle-color: $text-muted;
+        padding: 0 1;
+    }
+    VmCard:focus {
+        border: round $primary;
+        border-title-style: bold;
+        background-tint: $primary 6%;
+    }
+    """
+
+    def __init__(self, vm: VmSnapshot, now: datetime, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.vm = vm
+        self.now = now
+        self._apply_titles()
+
+    @property
+    def vm_name(self) -> str:
+        return self.vm.name
+
+    def show(self, vm: VmSnapshot, now: datetime) -> None:
+        self.vm, self.now = vm, now
+        self._apply_titles()
+        self.refresh()
+
+    def _apply_titles(self) -> None:
+        # Content, not str: a str title would be parsed as markup, and labels come from providers.
+        title = [(self.vm.name, "bold"), ("  ", ""), (self.vm.provider, "$text-muted")]
+        if self.vm.label and self.vm.label != self.vm.name:
+            title += [("  ", ""), (self.vm.label, "$text-muted italic")]
+        self.border_title = Content.assemble(*title)
+        self.border_subtitle = status_content(self.vm, self.now)
+
+    def render(self) -> Content:
+        return Content.assemble(
+            power_content(self.vm), "   ", money_content(self.vm), "\n", idle_content(self.vm)
+        )

@@ -1,0 +1,54 @@
+"""The layers in DESIGN.md hold: the core never imports Textual (or the UI)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import aiconsole
+
+CORE_PACKAGES = ("aiconsole.domain", "aiconsole.services", "aiconsole.demo")
+CORE_MODULES = ("aiconsole.config", "aiconsole.paths", "aiconsole.keymap", "aiconsole.config_cmds")
+
+
+def _core_modules() -> list[str]:
+    names = list(CORE_MODULES)
+    for package in CORE_PACKAGES:
+        module = __import__(package, fromlist=["__path__"])
+        names.append(package)
+        names += [info.name for info in pkgutil.walk_packages(module.__path__, package + ".")]
+    return names
+
+
+def test_core_modules_do_not_import_textual_in_a_fresh_interpreter() -> None:
+    modules = _core_modules()
+    assert "aiconsole.services.fleet" in modules and "aiconsole.domain.cost" in modules
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith(('textual.', 'aiconsole.ui')))\n"
+        "print('\\n'.join(bad))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"core imported: {result.stdout}"
+
+
+def test_domain_does_not_do_io() -> None:
+    """Domain modules import no I/O or clock-reading libraries."""
+    import ast
+    from pathlib import Path
+
+    forbidden = {"sqlite3", "httpx", "asyncssh", "socket", "subprocess", "asyncio", "ollama", "os"}
+    domain_dir = Path(aiconsole.__file__).parent / "domain"
+    for path in domain_dir.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module.split(".")[0]]
+            assert not forbidden.intersection(names), f"{path.name} imports {names}"
