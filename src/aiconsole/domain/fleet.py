@@ -16,6 +16,14 @@ class BudgetLevel(StrEnum):
     EXCEEDED = "exceeded"  # >= 100 %
 
 
+class VmCostLevel(StrEnum):
+    """One VM's spending today against the per-VM thresholds ($5 warning, $10 critical)."""
+
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
 @dataclass(frozen=True, slots=True)
 class IdleStatus:
     """How long a VM has been idle and why it is not, computed from activity signals."""
@@ -53,6 +61,8 @@ class VmSnapshot:
     """True when the last answer is older than its freshness window."""
     pending_action: str = ""
     """"start" or "stop" while the console is carrying one out."""
+    cost_level: VmCostLevel = VmCostLevel.OK
+    """How `cost_today_usd` compares with the per-VM daily thresholds."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,7 +227,7 @@ class FleetMonitor:
         now = self._clock()
         state.failures = 0
         state.observation = PowerObservation(status.power, now, status.raw_state, status.label)
-        if status.power.is_known and self.ledger.record_power(state.name, status.power, now):
+        if self.ledger.record_power(state.name, status.power, now):  # ignores unknown/error
             self._load_history(state)
             self._record_signal(state, ActivityKind.POWER, status.power.value, at=now)
 
