@@ -1,0 +1,690 @@
+"""Settings: the operator's TOML file, validated into frozen pydantic models.
+
+Each error names the file, the field in TOML terms (``vm[0] (inference).hourly_usd``), the bad
+value and the reason, and every error is reported at once. Secrets never live in the file:
+``*_env`` fields name environment variables and `resolve_secret` reads them at the point of use.
+Models are strict (TOML has real types, so ``via_ssh = "yes"`` is a mistake, not a ``True``) and
+forbid unknown keys, so a typo is an error with a suggestion rather than a silently ignored line.
+"""
+
+# No `from __future__ import annotations` here: pydantic would then evaluate every field's
+# annotation string through typing.ForwardRef, which compile()s each one at import.
+import errno
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from aiconsole.domain.power import PowerState
+from aiconsole.domain.secret import Secret
+
+__all__ = [
+    "STARTER_CONFIG", "BudgetConfig", "CommandConfig", "ConfigError", "ConfigProblem",
+    "ProxmoxConfig", "SecretError", "ServiceConfig", "Settings", "TensorDockConfig", "UiConfig",
+    "VmConfig", "load_settings", "resolve_secret", "secret_env_refs", "settings_from_data",
+    "settings_from_toml_text",
+    "write_starter_config",
+]
+
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SSH_TARGET = re.compile(
+    r"(?:[^@\s:/]+@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_][A-Za-z0-9_.-]*)(?::(?P<port>\d{1,5}))?"
+)
+_PROXMOX_TOKEN_ID = re.compile(r"[^@\s!]+@[^@\s!]+![^@\s!]+")
+_SECRET_KEY = re.compile(r"(?:^|_)(?:api_?key|token|password|passwd|secret)(?:_|$)", re.IGNORECASE)
+_NOT_SECRET_KEYS = frozenset({"token_id"})  # a Proxmox token id ("user@realm!name") is public
+_SECRET_TYPE = "secret_in_config"  # errors whose input must never be echoed
+
+
+# --- field types -------------------------------------------------------------------------
+
+
+def _check_slug(value: str) -> str:
+    if not _SLUG.fullmatch(value):
+        raise ValueError("must be 1-32 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return value
+
+
+def _check_not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _check_env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise PydanticCustomError(
+            _SECRET_TYPE, "must be the NAME of an environment variable (letters, digits, '_'), not its value"
+        )
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValueError("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:11434")
+    if "@" in parts.netloc:
+        raise PydanticCustomError(
+            _SECRET_TYPE, "must not carry credentials: name an environment variable in api_key_env"
+        )
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError("has an invalid port (1-65535)") from None
+    return value
+
+
+def _check_ssh_target(value: str) -> str:
+    if re.match(r"[^@]*:[^@]*@", value):
+        raise PydanticCustomError(_SECRET_TYPE, "must not carry a password: use an SSH key or agent")
+    # A leading '-' would be read as an ssh option, so the pattern refuses it.
+    match = _SSH_TARGET.fullmatch(value)
+    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+        raise ValueError("must be user@host[:port] or a Host alias from ~/.ssh/config")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_check_slug)]
+NonBlank = Annotated[str, AfterValidator(_check_not_blank)]
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+SshTarget = Annotated[str, AfterValidator(_check_ssh_target)]
+
+
+class _Section(BaseModel):
+    # defer_build: the schema is built on first validation, so code that only needs the
+    # types (imports for hints, `--help`) does not pay for it.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+class BudgetConfig(_Section):
+    daily_usd: float = Field(default=5.0, gt=0)
+    """Spend allowed per day; at 100 % running VMs are stopped."""
+    monthly_usd: float = Field(default=50.0, gt=0)
+    """Spend allowed per calendar month."""
+    warn_at: float = Field(default=0.5, gt=0, le=1)
+    """Share of a budget (0-1] at which the console warns."""
+    alert_at: float = Field(default=0.8, gt=0, le=1)
+    """Share of a budget (0-1] at which the console raises an alert."""
+    vm_daily_warn_usd: float = Field(default=5.0, ge=0)
+    """One VM costing more than this in a day is a warning."""
+    vm_daily_critical_usd: float = Field(default=10.0, ge=0)
+    """One VM costing more than this in a day is critical."""
+    timezone: str | None = None
+    """IANA zone (``Europe/Paris``) in which days and months start; None: this machine's zone."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import zoneinfo  # deferred: only a config that names a zone pays for it
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError("is not a known IANA time zone, e.g. 'Europe/Paris' or 'UTC'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _ordered_thresholds(self) -> Self:
+        if self.warn_at > self.alert_at:
+            raise ValueError(f"warn_at ({self.warn_at}) must not be above alert_at ({self.alert_at})")
+        if self.vm_daily_warn_usd > self.vm_daily_critical_usd:
+            raise ValueError(
+                f"vm_daily_warn_usd ({self.vm_daily_warn_usd}) must not be above"
+                f" vm_daily_critical_usd ({self.vm_daily_critical_usd})"
+            )
+        return self
+
+
+class TensorDockConfig(_Section):
+    instance_id: NonBlank
+    """The instance's id, from the TensorDock dashboard."""
+    api_key_env: EnvName = "TENSORDOCK_API_KEY"
+    """Environment variable holding the API token (or ``<NAME>_FILE``: a 0600 file holding it)."""
+    api_url: HttpUrl = "https://dashboard.tensordock.com/api/v2"
+    """Base URL of the TensorDock API; override it for a proxy or a test server."""
+
+
+class ProxmoxConfig(_Section):
+    api_url: HttpUrl
+    """Base URL of the Proxmox VE API, e.g. ``https://pve.lan:8006/api2/json``."""
+    node: NonBlank
+    """The cluster node the guest lives on, e.g. ``pve``."""
+    vmid: int = Field(ge=100, le=999_999_999)
+    """The guest's numeric id."""
+    guest: Literal["qemu", "lxc"] = "qemu"
+    """``qemu`` for a VM, ``lxc`` for a container."""
+    token_id: str | None = None
+    """The API token id, ``user@realm!name``. It is not secret, so it may be written here;
+    when left out it is read from the variable named by `token_id_env`."""
+    token_id_env: EnvName = "PROXMOX_TOKEN_ID"
+    """Environment variable holding the token id, used only when `token_id` is not set."""
+    token_secret_env: EnvName = "PROXMOX_TOKEN_SECRET"
+    """Environment variable holding the token secret (or ``<NAME>_FILE``: a 0600 file)."""
+    verify_tls: bool = True
+    """Check the server's TLS certificate; turn off only for a self-signed homelab host."""
+    shutdown_timeout_s: float = Field(default=120.0, gt=0)
+    """Seconds a clean shutdown may take before the stop is reported as failed."""
+
+    @field_validator("token_id")
+    @classmethod
+    def _token_id_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _PROXMOX_TOKEN_ID.fullmatch(value):
+            # Hidden in the message: a pasted token secret would land here.
+            raise PydanticCustomError(
+                _SECRET_TYPE, "must look like 'user@realm!tokenname' (the secret goes in token_secret_env)"
+            )
+        return value
+
+
+class CommandConfig(_Section):
+    status: NonBlank
+    """Shell command that prints the power state (a word, mapped through `states`)."""
+    start: NonBlank | None = None
+    """Shell command that powers the machine on; None: it cannot be started from here."""
+    stop: NonBlank | None = None
+    """Shell command that powers the machine off; None: it cannot be stopped from here."""
+    timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds each command may run before it is killed and reported as failed."""
+    states: dict[str, Annotated[PowerState, Strict(False)]] = Field(default_factory=dict)
+    """Output word -> power state (``up = "running"``); the state names themselves always match."""
+
+
+class ServiceConfig(_Section):
+    name: Slug
+    """Short unique name within its VM (``ollama``, ``open-webui``)."""
+    kind: Literal["ollama", "openai", "mlflow", "http"]
+    """What speaks there: Ollama, an OpenAI-compatible server, MLflow, or any URL answering 200."""
+    url: HttpUrl
+    """Where it listens: the base URL (``http://127.0.0.1:11434``, ``http://host:8000/v1``), or the
+    health URL itself for ``http`` services."""
+    via_ssh: bool = False
+    """Reach the URL through the VM's SSH connection, so its host is as seen from the VM."""
+    api_key_env: EnvName | None = None
+    """Environment variable holding the service's API key, if it needs one."""
+
+
+class VmConfig(_Section):
+    name: Slug
+    """Short unique name shown everywhere (``inference``)."""
+    provider: Literal["tensordock", "proxmox", "command", "static"]
+    """Who powers it: TensorDock's API, Proxmox's API, shell commands, or nobody (always on)."""
+    hourly_usd: float = Field(default=0.0, ge=0)
+    """What it costs per hour while billed; 0 for hosts you already own."""
+    idle_stop_minutes: float | None = Field(default=None, gt=0)
+    """Stop it after this long idle; None: never stop it automatically."""
+    ssh: SshTarget | None = None
+    """``user@host[:port]`` or a Host alias from ~/.ssh/config; None: no telemetry or SSH services."""
+    tensordock: TensorDockConfig | None = Field(default=None, validate_default=True)
+    """Required when provider is ``tensordock``."""
+    proxmox: ProxmoxConfig | None = Field(default=None, validate_default=True)
+    """Required when provider is ``proxmox``."""
+    command: CommandConfig | None = Field(default=None, validate_default=True)
+    """Required when provider is ``command``."""
+    service: list[ServiceConfig] = Field(default_factory=list)
+    """The servers it runs (TOML ``[[vm.service]]``)."""
+    poll_seconds: float = Field(default=15.0, gt=0)
+    """Seconds between power-state checks with the provider."""
+
+    @field_validator("tensordock", "proxmox", "command")
+    @classmethod
+    def _section_matches_provider(cls, value: _Section | None, info: ValidationInfo) -> _Section | None:
+        provider = info.data.get("provider")  # absent when the provider itself was invalid
+        if provider is None:
+            return value
+        if provider == info.field_name and value is None:
+            raise ValueError(f"provider {provider!r} needs a [vm.{provider}] section")
+        if provider != info.field_name and value is not None:
+            raise ValueError(f"is a section for provider {info.field_name!r}, but provider is {provider!r}")
+        return value
+
+    @field_validator("service")
+    @classmethod
+    def _unique_service_names(cls, services: list[ServiceConfig]) -> list[ServiceConfig]:
+        if dupes := _duplicates(s.name for s in services):
+            raise ValueError(f"service names must be unique within a VM; repeated: {', '.join(dupes)}")
+        return services
+
+    @model_validator(mode="after")
+    def _idle_stop_possible(self) -> Self:
+        if self.idle_stop_minutes is None:
+            return self
+        if self.provider == "static":
+            raise ValueError("idle_stop_minutes is set, but a static host cannot be stopped")
+        if self.command is not None and self.command.stop is None:
+            raise ValueError("idle_stop_minutes is set, but [vm.command] has no stop command")
+        return self
+
+
+class UiConfig(_Section):
+    theme: NonBlank = "aiconsole-dark"
+    """Theme name; an unknown one is reported at start-up and the default is used."""
+    read_only: bool = False
+    """Hide every action that changes something (start, stop, pull, delete); like ``--read-only``."""
+
+
+def _check_key_list(value: str) -> str:
+    if not all(part.strip() for part in value.split(",")):
+        raise ValueError("must be one or more comma-separated keys, e.g. 's' or 'ctrl+s,f5'")
+    return value
+
+
+class Settings(_Section):
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    """Spending limits and alert thresholds."""
+    vm: list[VmConfig] = Field(default_factory=list)
+    """The fleet (TOML ``[[vm]]``), in display order."""
+    ui: UiConfig = Field(default_factory=UiConfig)
+    """Look and behaviour of the terminal UI."""
+    keys: dict[str, Annotated[str, AfterValidator(_check_key_list)]] = Field(default_factory=dict)
+    """Binding id -> comma-separated keys (``start = "s"``), overriding the defaults."""
+
+    @field_validator("vm")
+    @classmethod
+    def _unique_vm_names(cls, vms: list[VmConfig]) -> list[VmConfig]:
+        # Case-insensitive: "Inference" and "inference" side by side would only confuse.
+        if dupes := _duplicates(vm.name.lower() for vm in vms):
+            raise ValueError(f"VM names must be unique (ignoring case); repeated: {', '.join(dupes)}")
+        return vms
+
+    def vm_named(self, name: str) -> VmConfig | None:
+        return next((vm for vm in self.vm if vm.name == name), None)
+
+
+def _duplicates(names: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for name in names:
+        (repeated if name in seen else seen).add(name)
+    return sorted(repeated)
+
+
+# --- loading and errors ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong with the config, for a message or a UI list."""
+
+    field: str
+    """Where, in TOML terms: ``vm[0] (inference).hourly_usd``; empty for the whole file."""
+    value: str | None
+    """The bad value, repr'd and shortened; None when not shown (tables, secrets, missing keys)."""
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.field} = {self.value}" if self.value is not None else self.field
+        return f"{where}: {self.reason}" if where else self.reason
+
+
+class ConfigError(Exception):
+    """The config could not be read or is invalid; the message is ready to show as is."""
+
+    def __init__(self, message: str, *, source: str = "", problems: tuple[ConfigProblem, ...] = ()) -> None:
+        super().__init__(message)
+        self.source = source
+        self.problems = problems
+
+
+class SecretError(ConfigError):
+    """A secret the config names could not be read; the message names the variable or file."""
+
+    def __init__(self, message: str, *, env_name: str) -> None:
+        super().__init__(message, source=env_name)
+        self.env_name = env_name
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the config file at `path`; raises `ConfigError` describing every problem."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found. Run `aiconsole init` to write a starter config there,"
+            " or point --config or AICONSOLE_CONFIG at yours.",
+            source=str(path),
+        ) from None
+    except OSError as exc:
+        message = f"{path}: cannot read the config file: {exc.strerror or exc}"
+        raise ConfigError(message, source=str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = f"{path}: not UTF-8 text (bad byte at offset {exc.start})"
+        raise ConfigError(message, source=str(path)) from None
+    return settings_from_toml_text(text, str(path))
+
+
+def settings_from_toml_text(text: str, source_name: str = "<config>") -> Settings:
+    """Parse and validate TOML text; `source_name` stands for the file in messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_syntax_message(exc, source_name), source=source_name) from None
+    return settings_from_data(data, source_name)
+
+
+def settings_from_data(data: dict[str, Any], source_name: str = "<config>") -> Settings:
+    """Validate already-parsed TOML data (a dict as tomllib returns it)."""
+    secret_locs = list(_secret_key_locs(data))
+    problems = [ConfigProblem(_field_path(loc, data), None, _secret_key_reason(loc)) for loc in secret_locs]
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        skip = set(secret_locs)  # already reported, without their values
+        problems += [_problem(err, data) for err in exc.errors(include_url=False) if err["loc"] not in skip]
+    else:
+        if not problems:
+            return settings
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    lines = "\n".join(f"  {p}" for p in problems)
+    message = f"{source_name}: invalid config ({count}):\n{lines}"
+    raise ConfigError(message, source=source_name, problems=tuple(problems))
+
+
+def _syntax_message(exc: tomllib.TOMLDecodeError, source: str) -> str:
+    # Python 3.14 adds lineno/colno; before that they only appear in the message text.
+    text = str(exc)
+    line, col = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+    if line is None and (found := re.search(r"\(at line (\d+), column (\d+)\)$", text)):
+        line, col = int(found[1]), int(found[2])
+    reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)$", "", text)
+    at = f"line {line}, column {col}" if line is not None else "the end of the file"
+    return f"{source}: TOML syntax error at {at}: {reason}"
+
+
+def _secret_key_locs(node: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Keys that look like they hold a secret; free-form tables (keys, states) are skipped."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _secret_key_locs(item, (*loc, index))
+        return
+    if not isinstance(node, dict) or loc == ("keys",) or (loc and loc[-1] == "states"):
+        return
+    for key, value in node.items():
+        if _SECRET_KEY.search(key) and not key.endswith("_env") and key not in _NOT_SECRET_KEYS:
+            yield (*loc, key)
+        else:
+            yield from _secret_key_locs(value, (*loc, key))
+
+
+def _secret_key_reason(loc: tuple[Any, ...]) -> str:
+    return (
+        "looks like a secret, and secrets are not read from the config file: put it in an"
+        f" environment variable and give that variable's name in a *_env field (e.g. {loc[-1]}_env)"
+    )
+
+
+def _problem(err: Mapping[str, Any], data: dict[str, Any]) -> ConfigProblem:
+    loc = tuple(err["loc"])
+    reason = re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
+    field = _field_path(loc, data)
+    if err["type"] == "extra_forbidden":
+        reason = "unknown key" + _suggestion(loc)
+    elif err["type"] == "list_type" and isinstance(err.get("input"), dict):
+        table = ".".join(part for part in loc if isinstance(part, str))
+        reason = f"write each entry as [[{table}]], with double brackets"
+    return ConfigProblem(field, _shown_value(err, loc), reason)
+
+
+def _shown_value(err: Mapping[str, Any], loc: tuple[Any, ...]) -> str | None:
+    value = err.get("input")
+    hidden = err["type"] in (_SECRET_TYPE, "missing") or (loc and str(loc[-1]).endswith("_env"))
+    # TOML has no null, so a None input is a key that was left out.
+    if hidden or value is None or isinstance(value, (dict, list, BaseModel)):
+        return None
+    text = ("true" if value else "false") if isinstance(value, bool) else repr(value)  # as written in TOML
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field_path(loc: tuple[Any, ...], data: Any) -> str:
+    path, node = "", data
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            name = node.get("name") if isinstance(node, dict) else None
+            if isinstance(name, str) and _SLUG.fullmatch(name):
+                path += f" ({name})"
+        else:
+            key = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else repr(part)
+            path += f".{key}" if path else key
+            node = node.get(part) if isinstance(node, dict) else None
+    return path
+
+
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] | None = Settings
+    for part in loc[:-1]:
+        if isinstance(part, str):
+            model = _SECTION_MODELS.get((model, part))
+    if model is None:
+        return ""
+    import difflib  # deferred: only an unknown key pays for it
+
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; expected one of: {', '.join(model.model_fields)}"
+
+
+_SECTION_MODELS: dict[tuple[type[BaseModel] | None, str], type[BaseModel]] = {
+    (Settings, "budget"): BudgetConfig,
+    (Settings, "vm"): VmConfig,
+    (Settings, "ui"): UiConfig,
+    (VmConfig, "tensordock"): TensorDockConfig,
+    (VmConfig, "proxmox"): ProxmoxConfig,
+    (VmConfig, "command"): CommandConfig,
+    (VmConfig, "service"): ServiceConfig,
+}
+
+
+# --- secrets and the starter file --------------------------------------------------------
+
+
+def resolve_secret(env_name: str, environ: Mapping[str, str]) -> Secret:
+    """The secret in ``$NAME``, else in the 0600 file named by ``$NAME_FILE``; raises `SecretError`."""
+    if value := environ.get(env_name, "").strip():
+        return Secret(value)
+    file_name = environ.get(f"{env_name}_FILE", "").strip()
+    if not file_name:
+        raise SecretError(
+            f"environment variable {env_name} is not set or empty"
+            f" (set it, or set {env_name}_FILE to a file with mode 0600 holding the secret)",
+            env_name=env_name,
+        )
+    return Secret(_read_private_file(Path(file_name), env_name))
+
+
+def _read_private_file(path: Path, env_name: str) -> str:
+    where = f"{path} (named by {env_name}_FILE)"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            # fstat on the open file, so the checked file is the one read.
+            mode = os.fstat(handle.fileno()).st_mode
+            if os.name == "posix" and mode & 0o077:
+                raise SecretError(
+                    f"{where} is readable or writable by group or others (mode {mode & 0o777:04o});"
+                    f" run `chmod 600 {path}`",
+                    env_name=env_name,
+                )
+            value = handle.read().strip()
+    except OSError as exc:
+        raise SecretError(f"cannot read {where}: {exc.strerror or exc}", env_name=env_name) from None
+    except UnicodeDecodeError:
+        raise SecretError(f"{where} is not UTF-8 text", env_name=env_name) from None
+    if not value:
+        raise SecretError(f"{where} is empty", env_name=env_name)
+    return value
+
+
+def secret_env_refs(settings: Settings) -> list[tuple[str, str]]:
+    """(field path, variable name) for every environment variable the config relies on."""
+    refs: list[tuple[str, str]] = []
+    for index, vm in enumerate(settings.vm):
+        at = f"vm[{index}] ({vm.name})"
+        if vm.tensordock is not None:
+            refs.append((f"{at}.tensordock.api_key_env", vm.tensordock.api_key_env))
+        if vm.proxmox is not None:
+            if vm.proxmox.token_id is None:
+                refs.append((f"{at}.proxmox.token_id_env", vm.proxmox.token_id_env))
+            refs.append((f"{at}.proxmox.token_secret_env", vm.proxmox.token_secret_env))
+        refs += [
+            (f"{at}.service[{i}] ({s.name}).api_key_env", s.api_key_env)
+            for i, s in enumerate(vm.service)
+            if s.api_key_env is not None
+        ]
+    return refs
+
+
+def write_starter_config(path: Path) -> None:
+    """Write `STARTER_CONFIG` to a new file with mode 0600; raises FileExistsError if one is there.
+
+    The exclusive create means nothing that exists, even created a moment ago, is overwritten.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:  # a file sits where a folder should: not "the config exists"
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path.parent)) from None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        if hasattr(os, "fchmod"):
+            os.fchmod(handle.fileno(), 0o600)  # the umask may have taken the owner's bits too
+        handle.write(STARTER_CONFIG)
+
+
+STARTER_CONFIG = '''\
+# aiconsole configuration, written by `aiconsole init`.
+# Check it with `aiconsole config check` after every edit.
+#
+# Secrets never go in this file. A `*_env` key names the environment variable that holds
+# the secret; instead of the variable itself you may set NAME_FILE to a file (mode 0600)
+# holding it, e.g. TENSORDOCK_API_KEY_FILE=~/.config/aiconsole/tensordock.key
+# The ids and addresses below are placeholders: replace them with your own.
+
+[budget]
+daily_usd = 5.0              # at 100 % of a budget, running VMs are stopped
+monthly_usd = 50.0
+warn_at = 0.5                # warn at 50 % of a budget
+alert_at = 0.8               # alert at 80 %
+vm_daily_warn_usd = 5.0      # one VM costing more than this in a day: warning
+vm_daily_critical_usd = 10.0 # ... more than this: critical
+# timezone = "Europe/Paris"  # where days and months start; default: this machine's zone
+
+# inference: chat and code models. TensorDock EU, RTX 4090 24 GB, billed while running.
+[[vm]]
+name = "inference"
+provider = "tensordock"      # tensordock | proxmox | command | static
+hourly_usd = 0.35
+idle_stop_minutes = 30       # stop after 30 idle minutes; leave out to never stop
+ssh = "root@203.0.113.7:22"  # or a Host alias from ~/.ssh/config
+
+[vm.tensordock]
+instance_id = "00000000-0000-0000-0000-000000000001"  # from the TensorDock dashboard
+api_key_env = "TENSORDOCK_API_KEY"
+# api_url = "https://dashboard.tensordock.com/api/v2"
+
+[[vm.service]]
+name = "ollama"
+kind = "ollama"              # ollama | openai | mlflow | http
+url = "http://127.0.0.1:11434"
+via_ssh = true               # Ollama listens on the VM only: reached through SSH
+
+[[vm.service]]
+name = "open-webui"
+kind = "http"                # healthy when this URL answers 200
+url = "http://203.0.113.7:3000/health"
+
+# training: LoRA/QLoRA fine-tunes tracked in MLflow. TensorDock EU, RTX 4090 24 GB.
+[[vm]]
+name = "training"
+provider = "tensordock"
+hourly_usd = 0.35
+idle_stop_minutes = 30
+ssh = "root@203.0.113.8:22"
+
+[vm.tensordock]
+instance_id = "00000000-0000-0000-0000-000000000002"
+api_key_env = "TENSORDOCK_API_KEY"
+
+[[vm.service]]
+name = "mlflow"
+kind = "mlflow"
+url = "http://127.0.0.1:5001"
+via_ssh = true
+
+[[vm.service]]
+name = "training-api"
+kind = "http"
+url = "http://127.0.0.1:8000/health"
+via_ssh = true
+
+# brain: the always-on free-tier ARM box; nothing to start, stop or pay.
+[[vm]]
+name = "brain"
+provider = "static"
+ssh = "ubuntu@203.0.113.20"
+
+[[vm.service]]
+name = "knowledge-api"
+kind = "http"
+url = "http://127.0.0.1:5000/"
+via_ssh = true
+
+# A Proxmox guest (homelab): remove the leading "# " to use it.
+# [[vm]]
+# name = "homelab-gpu"
+# provider = "proxmox"
+# hourly_usd = 0.0                     # electricity only
+# idle_stop_minutes = 60
+# ssh = "homelab-gpu"                  # a Host alias from ~/.ssh/config
+# [vm.proxmox]
+# api_url = "https://pve.lan:8006/api2/json"
+# node = "pve"
+# vmid = 101
+# guest = "qemu"                       # qemu (VM) | lxc (container)
+# token_id = "aiconsole@pve!console"   # not secret; or leave out and set PROXMOX_TOKEN_ID
+# token_secret_env = "PROXMOX_TOKEN_SECRET"
+# verify_tls = true                    # false only for a self-signed homelab certificate
+# [[vm.service]]
+# name = "localai"
+# kind = "openai"
+# url = "http://pve-gpu.lan:8080/v1"
+
+# A machine powered by your own shell commands (here wake-on-LAN and ssh).
+# [[vm]]
+# name = "studio"
+# provider = "command"
+# ssh = "studio"
+# idle_stop_minutes = 45
+# [vm.command]
+# status = "ping -c 1 -W 1 studio.lan >/dev/null && echo up || echo down"
+# start = "wakeonlan 00:00:5e:00:53:01"
+# stop = "ssh studio sudo shutdown -h now"
+# timeout_s = 60
+# [vm.command.states]                  # output word = power state
+# up = "running"
+# down = "stopped"
+
+[ui]
+theme = "aiconsole-dark"
+read_only = false            # true hides start, stop, pull and delete (like --read-only)
+
+# Rebind keys: binding id = "key[,key...]"; the help screen (?) lists the binding ids.
+# [keys]
+# start = "s"
+# stop = "x"
+'''
+"""A commented starter config modelled on the operator's fleet; `aiconsole init` writes it."""
