@@ -9,12 +9,9 @@ forbid unknown keys, so a typo is an error with a suggestion rather than a silen
 
 # No `from __future__ import annotations` here: pydantic would then evaluate every field's
 # annotation string through typing.ForwardRef, which compile()s each one at import.
-import errno
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -23,8 +20,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, Valid
 from pydantic import ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from aiconsole.config_file import ConfigError, ConfigProblem, SecretError, parse_config_text, read_config_data
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.secret import Secret
+from aiconsole.starter_config import STARTER_CONFIG, write_starter_config
 
 __all__ = [
     "STARTER_CONFIG", "BudgetConfig", "CommandConfig", "ConfigError", "ConfigProblem",
@@ -316,66 +315,14 @@ def _duplicates(names: Iterable[str]) -> list[str]:
 # --- loading and errors ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigProblem:
-    """One thing wrong with the config, for a message or a UI list."""
-
-    field: str
-    """Where, in TOML terms: ``vm[0] (inference).hourly_usd``; empty for the whole file."""
-    value: str | None
-    """The bad value, repr'd and shortened; None when not shown (tables, secrets, missing keys)."""
-    reason: str
-
-    def __str__(self) -> str:
-        where = f"{self.field} = {self.value}" if self.value is not None else self.field
-        return f"{where}: {self.reason}" if where else self.reason
-
-
-class ConfigError(Exception):
-    """The config could not be read or is invalid; the message is ready to show as is."""
-
-    def __init__(self, message: str, *, source: str = "", problems: tuple[ConfigProblem, ...] = ()) -> None:
-        super().__init__(message)
-        self.source = source
-        self.problems = problems
-
-
-class SecretError(ConfigError):
-    """A secret the config names could not be read; the message names the variable or file."""
-
-    def __init__(self, message: str, *, env_name: str) -> None:
-        super().__init__(message, source=env_name)
-        self.env_name = env_name
-
-
 def load_settings(path: Path) -> Settings:
     """Read and validate the config file at `path`; raises `ConfigError` describing every problem."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: config file not found. Run `aiconsole init` to write a starter config there,"
-            " or point --config or AICONSOLE_CONFIG at yours.",
-            source=str(path),
-        ) from None
-    except OSError as exc:
-        message = f"{path}: cannot read the config file: {exc.strerror or exc}"
-        raise ConfigError(message, source=str(path)) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        message = f"{path}: not UTF-8 text (bad byte at offset {exc.start})"
-        raise ConfigError(message, source=str(path)) from None
-    return settings_from_toml_text(text, str(path))
+    return settings_from_data(read_config_data(path), str(path))
 
 
 def settings_from_toml_text(text: str, source_name: str = "<config>") -> Settings:
     """Parse and validate TOML text; `source_name` stands for the file in messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(_syntax_message(exc, source_name), source=source_name) from None
-    return settings_from_data(data, source_name)
+    return settings_from_data(parse_config_text(text, source_name), source_name)
 
 
 def settings_from_data(data: dict[str, Any], source_name: str = "<config>") -> Settings:
@@ -394,17 +341,6 @@ def settings_from_data(data: dict[str, Any], source_name: str = "<config>") -> S
     lines = "\n".join(f"  {p}" for p in problems)
     message = f"{source_name}: invalid config ({count}):\n{lines}"
     raise ConfigError(message, source=source_name, problems=tuple(problems))
-
-
-def _syntax_message(exc: tomllib.TOMLDecodeError, source: str) -> str:
-    # Python 3.14 adds lineno/colno; before that they only appear in the message text.
-    text = str(exc)
-    line, col = getattr(exc, "lineno", None), getattr(exc, "colno", None)
-    if line is None and (found := re.search(r"\(at line (\d+), column (\d+)\)$", text)):
-        line, col = int(found[1]), int(found[2])
-    reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)$", "", text)
-    at = f"line {line}, column {col}" if line is not None else "the end of the file"
-    return f"{source}: TOML syntax error at {at}: {reason}"
 
 
 def _secret_key_locs(node: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -547,144 +483,3 @@ def secret_env_refs(settings: Settings) -> list[tuple[str, str]]:
             if s.api_key_env is not None
         ]
     return refs
-
-
-def write_starter_config(path: Path) -> None:
-    """Write `STARTER_CONFIG` to a new file with mode 0600; raises FileExistsError if one is there.
-
-    The exclusive create means nothing that exists, even created a moment ago, is overwritten.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except FileExistsError:  # a file sits where a folder should: not "the config exists"
-        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path.parent)) from None
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        if hasattr(os, "fchmod"):
-            os.fchmod(handle.fileno(), 0o600)  # the umask may have taken the owner's bits too
-        handle.write(STARTER_CONFIG)
-
-
-STARTER_CONFIG = '''\
-# aiconsole configuration, written by `aiconsole init`.
-# Check it with `aiconsole config check` after every edit.
-#
-# Secrets never go in this file. A `*_env` key names the environment variable that holds
-# the secret; instead of the variable itself you may set NAME_FILE to a file (mode 0600)
-# holding it, e.g. TENSORDOCK_API_KEY_FILE=~/.config/aiconsole/tensordock.key
-# The ids and addresses below are placeholders: replace them with your own.
-
-[budget]
-daily_usd = 5.0              # at 100 % of a budget, running VMs are stopped
-monthly_usd = 50.0
-warn_at = 0.5                # warn at 50 % of a budget
-alert_at = 0.8               # alert at 80 %
-vm_daily_warn_usd = 5.0      # one VM costing more than this in a day: warning
-vm_daily_critical_usd = 10.0 # ... more than this: critical
-# timezone = "Europe/Paris"  # where days and months start; default: this machine's zone
-
-# inference: chat and code models. TensorDock EU, RTX 4090 24 GB, billed while running.
-[[vm]]
-name = "inference"
-provider = "tensordock"      # tensordock | proxmox | command | static
-hourly_usd = 0.35
-idle_stop_minutes = 30       # stop after 30 idle minutes; leave out to never stop
-ssh = "root@203.0.113.7:22"  # or a Host alias from ~/.ssh/config
-
-[vm.tensordock]
-instance_id = "00000000-0000-0000-0000-000000000001"  # from the TensorDock dashboard
-api_key_env = "TENSORDOCK_API_KEY"
-# api_url = "https://dashboard.tensordock.com/api/v2"
-
-[[vm.service]]
-name = "ollama"
-kind = "ollama"              # ollama | openai | mlflow | http
-url = "http://127.0.0.1:11434"
-via_ssh = true               # Ollama listens on the VM only: reached through SSH
-
-[[vm.service]]
-name = "open-webui"
-kind = "http"                # healthy when this URL answers 200
-url = "http://203.0.113.7:3000/health"
-
-# training: LoRA/QLoRA fine-tunes tracked in MLflow. TensorDock EU, RTX 4090 24 GB.
-[[vm]]
-name = "training"
-provider = "tensordock"
-hourly_usd = 0.35
-idle_stop_minutes = 30
-ssh = "root@203.0.113.8:22"
-
-[vm.tensordock]
-instance_id = "00000000-0000-0000-0000-000000000002"
-api_key_env = "TENSORDOCK_API_KEY"
-
-[[vm.service]]
-name = "mlflow"
-kind = "mlflow"
-url = "http://127.0.0.1:5001"
-via_ssh = true
-
-[[vm.service]]
-name = "training-api"
-kind = "http"
-url = "http://127.0.0.1:8000/health"
-via_ssh = true
-
-# brain: the always-on free-tier ARM box; nothing to start, stop or pay.
-[[vm]]
-name = "brain"
-provider = "static"
-ssh = "ubuntu@203.0.113.20"
-
-[[vm.service]]
-name = "knowledge-api"
-kind = "http"
-url = "http://127.0.0.1:5000/"
-via_ssh = true
-
-# A Proxmox guest (homelab): remove the leading "# " to use it.
-# [[vm]]
-# name = "homelab-gpu"
-# provider = "proxmox"
-# hourly_usd = 0.0                     # electricity only
-# idle_stop_minutes = 60
-# ssh = "homelab-gpu"                  # a Host alias from ~/.ssh/config
-# [vm.proxmox]
-# api_url = "https://pve.lan:8006/api2/json"
-# node = "pve"
-# vmid = 101
-# guest = "qemu"                       # qemu (VM) | lxc (container)
-# token_id = "aiconsole@pve!console"   # not secret; or leave out and set PROXMOX_TOKEN_ID
-# token_secret_env = "PROXMOX_TOKEN_SECRET"
-# verify_tls = true                    # false only for a self-signed homelab certificate
-# [[vm.service]]
-# name = "localai"
-# kind = "openai"
-# url = "http://pve-gpu.lan:8080/v1"
-
-# A machine powered by your own shell commands (here wake-on-LAN and ssh).
-# [[vm]]
-# name = "studio"
-# provider = "command"
-# ssh = "studio"
-# idle_stop_minutes = 45
-# [vm.command]
-# status = "ping -c 1 -W 1 studio.lan >/dev/null && echo up || echo down"
-# start = "wakeonlan 00:00:5e:00:53:01"
-# stop = "ssh studio sudo shutdown -h now"
-# timeout_s = 60
-# [vm.command.states]                  # output word = power state
-# up = "running"
-# down = "stopped"
-
-[ui]
-theme = "aiconsole-dark"
-read_only = false            # true hides start, stop, pull and delete (like --read-only)
-
-# Rebind keys: binding id = "key[,key...]"; the help screen (?) lists the binding ids.
-# [keys]
-# start = "s"
-# stop = "x"
-'''
-"""A commented starter config modelled on the operator's fleet; `aiconsole init` writes it."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 def format_usd(amount: float) -> str:
-    """Dollars with cents; sub-cent amounts keep enough digits to not read as zero."""
-    if 0 < abs(amount) < 0.01:
-        return f"${amount:.3f}"
+    """Dollars with cents; a cost that has begun but is under a cent reads "<$0.01", not "$0.00"."""
+    if 0 < amount < 0.005:
+        return "<$0.01"
     return f"${amount:,.2f}"
 
 

@@ -1,24 +1,46 @@
-"""The Textual application: header, the Fleet tab, footer, help and the palette."""
+"""The Textual application: header, the Fleet tab, footer, help and the palette.
+
+The first frame comes before anything slow: the app is built from what the command
+line asked for, paints a "loading" body, and only then validates the settings and
+builds the fleet monitor (`load_runtime`), then mounts the Fleet pane. A bad config
+ends the app with exit status 2 and the same message the CLI prints.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Static
 
-from aiconsole.keymap import unknown_key_ids
+from aiconsole.keymap import KEYS_BY_ID, unknown_key_ids
 from aiconsole.ui.bindings import binding
 from aiconsole.ui.fleet_pane import FleetPane
 from aiconsole.ui.help import HelpScreen, KeyRow
 from aiconsole.ui.themes import DEFAULT_THEME, bundled_theme_dirs, load_themes
 
 if TYPE_CHECKING:
-    from aiconsole.services.fleet import FleetMonitor
+    from aiconsole.assembly import Runtime
+    from aiconsole.runtime import RuntimeRequest
+
+EXIT_BAD_CONFIG = 2
+
+
+def make_app(request: RuntimeRequest, *, theme_name: str | None = None) -> AiConsoleApp:
+    """The app for a request from the command line; `theme_name` (--theme) beats the config's."""
+    return AiConsoleApp(
+        request.load,
+        source=request.source,
+        read_only=request.read_only,
+        theme_name=theme_name,
+        theme_hint=request.theme_hint,
+        theme_dirs=request.theme_dirs,
+    )
 
 
 class AiConsoleApp(App[None]):
@@ -32,53 +54,88 @@ class AiConsoleApp(App[None]):
 
     def __init__(
         self,
-        monitor: FleetMonitor,
+        load_runtime: Callable[[], Runtime],
         *,
+        source: str = "",
         read_only: bool = False,
         theme_name: str | None = None,
+        theme_hint: str | None = None,
         theme_dirs: Sequence[Path] = (),
-        keymap: dict[str, str] | None = None,
-        subtitle: str = "",
     ) -> None:
         super().__init__()
-        self.monitor = monitor
+        self._load_runtime = load_runtime
+        self.runtime: Runtime | None = None
         self.read_only = read_only
-        self.sub_title = " · ".join(part for part in (subtitle, "read-only" if read_only else "") if part)
-        self._startup_warnings: list[str] = []
-        self._install_themes(theme_name or DEFAULT_THEME, [*bundled_theme_dirs(), *theme_dirs])
-        self._install_keymap(keymap or {})
+        self._forced_theme = theme_name
+        self._set_subtitle(source)
+        self._warnings: list[str] = []
+        self._install_themes(theme_name or theme_hint or DEFAULT_THEME, [*bundled_theme_dirs(), *theme_dirs])
+
+    def _set_subtitle(self, source: str) -> None:
+        parts = (source, "read-only" if self.read_only else "")
+        self.sub_title = " · ".join(part for part in parts if part)
 
     def _install_themes(self, wanted: str, dirs: list[Path]) -> None:
         themes, problems = load_themes(dirs)
         for theme in themes:
             self.register_theme(theme)
-        self._startup_warnings += [str(problem) for problem in problems]
+        self._warnings += [str(problem) for problem in problems]
+        self._use_theme(wanted)
+
+    def _use_theme(self, wanted: str) -> None:
         if wanted not in self.available_themes:
-            self._startup_warnings.append(f"theme {wanted!r} not found; using {DEFAULT_THEME}")
+            self._warnings.append(f"theme {wanted!r} not found; using {DEFAULT_THEME}")
             wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
-        self.theme = wanted
+        if self.theme != wanted:
+            self.theme = wanted
 
     def _install_keymap(self, keymap: dict[str, str]) -> None:
         unknown = unknown_key_ids(keymap)
         if unknown:
-            self._startup_warnings.append(f"[keys]: no binding has the id(s) {', '.join(unknown)}")
+            self._warnings.append(f"[keys]: no binding has the id(s) {', '.join(unknown)}")
         self.set_keymap({key_id: keys for key_id, keys in keymap.items() if key_id not in unknown})
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
-        yield FleetPane(self.monitor, read_only=self.read_only, id="fleet")
+        yield Static("Loading the fleet…", id="loading")
         yield Footer()
 
     def on_mount(self) -> None:
-        for warning in self._startup_warnings:
+        self.call_after_refresh(self._start)
+
+    def _start(self) -> None:
+        """Right after the first frame: validate settings, build the monitor, show the fleet."""
+        from aiconsole.config_file import ConfigError
+
+        try:
+            runtime = self._load_runtime()
+        except ConfigError as error:
+            self.exit(return_code=EXIT_BAD_CONFIG, message=Text(f"aiconsole: {error}"))
+            return
+        self.runtime = runtime
+        self.read_only = runtime.monitor.read_only
+        self._set_subtitle(runtime.source)
+        self._install_keymap(dict(runtime.settings.keys))
+        if self._forced_theme is None:
+            self._use_theme(runtime.settings.ui.theme)
+        self.query_one("#loading").remove()
+        self.mount(FleetPane(runtime.monitor, read_only=self.read_only, id="fleet"), before=self.query_one(Footer))
+        for warning in self._warnings:
             self.notify(warning, severity="warning", timeout=10, markup=False)
 
     async def on_unmount(self) -> None:
-        await self.monitor.close()
+        if self.runtime is not None:
+            await self.runtime.monitor.close()
+
+    def finish(self) -> None:
+        """After `run()` returns: remove what the runtime made (e.g. the demo's temporary ledger)."""
+        if self.runtime is not None:
+            self.runtime.finish()
 
     @property
-    def fleet(self) -> FleetPane:
-        return self.query_one(FleetPane)
+    def fleet(self) -> FleetPane | None:
+        panes = self.query(FleetPane)
+        return panes.first() if panes else None
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -87,26 +144,26 @@ class AiConsoleApp(App[None]):
         self.push_screen(HelpScreen(self._key_rows(), footnote))
 
     def _key_rows(self) -> list[KeyRow]:
-        rows: list[KeyRow] = []
-        seen: set[str] = set()
+        """Our bindings active on this screen, every key of each (after rebinding)."""
+        keys_by_id: dict[str, list[str]] = {}
         for key, active in self.screen.active_bindings.items():
-            description = active.binding.tooltip or active.binding.description
-            if not description or (active.binding.id or key) in seen:
-                continue
-            seen.add(active.binding.id or key)
-            keys = self.get_key_display(active.binding)
-            rows.append((keys, description + ("" if active.enabled else " (not available here)")))
-        rows.append(("ctrl+p", "Command palette"))
-        return rows
+            binding_id = active.binding.id
+            if binding_id in KEYS_BY_ID and active.enabled:
+                display = self.get_key_display(active.binding.with_key(key))
+                keys_by_id.setdefault(binding_id, []).append(display)
+        rows = [(" ".join(keys), KEYS_BY_ID[key_id].description) for key_id, keys in keys_by_id.items()]
+        return rows + [("ctrl+p", "Command palette: every action by name"), ("tab", "Move between panes and buttons")]
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help", "List every key", self.action_help)
-        yield SystemCommand("Refresh fleet", "Ask every provider for fresh state", self.fleet.action_refresh)
+        fleet = self.fleet
+        if fleet is None:
+            return
+        yield SystemCommand("Refresh fleet", "Ask every provider for fresh state", fleet.action_refresh)
         if self.read_only:
             return
-        for vm in self.monitor.snapshot().vms:
-            if not vm.can_power:
-                continue
-            yield SystemCommand(f"Start VM {vm.name}", f"{vm.provider}", partial(self.fleet.action_start, vm.name))
-            yield SystemCommand(f"Stop VM {vm.name}", "asks first", partial(self.fleet.action_stop, vm.name))
+        for vm in fleet.snapshot.vms:
+            if vm.can_power:
+                yield SystemCommand(f"Start VM {vm.name}", vm.provider, partial(fleet.action_start, vm.name))
+                yield SystemCommand(f"Stop VM {vm.name}", "asks first", partial(fleet.action_stop, vm.name))

@@ -83,6 +83,10 @@ class FleetPane(VerticalScroll):
         for vm in snap.vms:
             self.query_one(f"#vm-{vm.name}", VmCard).show(vm, snap.at)
 
+    @property
+    def snapshot(self) -> FleetSnapshot:
+        return self._snapshot
+
     def vm_named(self, name: str) -> VmSnapshot | None:
         return next((vm for vm in self._snapshot.vms if vm.name == name), None)
 

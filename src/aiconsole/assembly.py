@@ -1,0 +1,152 @@
+"""Builds the running parts from settings: providers, the ledger, the fleet monitor.
+
+Shared by the TUI and the scriptable CLI, so both drive the same core. Nothing here
+imports Textual; the HTTP clients are imported only when providers are built, which
+the TUI does after its first frame.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+
+from aiconsole.config import SecretError, Settings, VmConfig, resolve_secret
+from aiconsole.services.fleet import FleetMonitor
+from aiconsole.services.ledger import Ledger
+from aiconsole.services.providers.base import ProviderError, ProviderErrorKind, VmProvider
+
+
+@dataclass
+class Runtime:
+    """Everything a front end needs: the settings and a monitor ready to open."""
+
+    settings: Settings
+    monitor: FleetMonitor
+    source: str
+    """Where the settings came from: a config path, or "demo fleet"."""
+    theme_dirs: list[Path] = field(default_factory=list)
+    """The user's own theme folders (next to their config)."""
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+    """Run after the monitor is closed (e.g. removing the demo's temporary data)."""
+
+    def finish(self) -> None:
+        for step in self.cleanup:
+            step()
+
+
+def local_timezone(name: str | None, environ: Mapping[str, str] = os.environ) -> tzinfo:
+    """The operator's zone: the config's, else TZ, else the system's (DST-aware when possible)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    for candidate in (name, environ.get("TZ", "").lstrip(":") or None):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    try:
+        with open("/etc/localtime", "rb") as file:
+            return ZoneInfo.from_file(file, key="localtime")
+    except (OSError, ValueError):
+        from datetime import datetime
+
+        return datetime.now().astimezone().tzinfo  # a fixed offset: right except across DST
+
+
+class ProviderBuilder:
+    """Builds each VM's provider; VMs on one TensorDock account share one rate limiter.
+
+    TensorDock allows 100 requests a minute per organisation, not per VM, so the
+    limiter is keyed by API URL and key variable.
+    """
+
+    def __init__(self, environ: Mapping[str, str], *, poll_interval: float = 3.0) -> None:
+        self._environ = environ
+        self._poll_interval = poll_interval
+        """How often a start or stop checks the provider for the target state."""
+        self._limiters: dict[tuple[str, str], object] = {}
+
+    def __call__(self, vm: VmConfig) -> VmProvider:
+        """The provider for one VM. A missing secret becomes a ProviderError shown on its pane."""
+        try:
+            return self._build(vm)
+        except SecretError as error:
+            raise ProviderError(ProviderErrorKind.AUTH, str(error)) from None
+
+    def _tensordock(self, vm: VmConfig) -> VmProvider:
+        from aiconsole.services.providers._http import RateLimiter
+        from aiconsole.services.providers.tensordock import TensorDockProvider
+
+        section = vm.tensordock
+        account = (str(section.api_url), section.api_key_env)
+        limiter = self._limiters.setdefault(account, RateLimiter())
+        key = resolve_secret(section.api_key_env, self._environ)
+        return TensorDockProvider(
+            section.instance_id, key, str(section.api_url), limiter=limiter, poll_interval=self._poll_interval
+        )
+
+    def _build(self, vm: VmConfig) -> VmProvider:
+        # Imported here, not at module level: httpx costs ~0.1 s and must come after the first frame.
+        environ = self._environ
+        if vm.provider == "tensordock" and vm.tensordock is not None:
+            return self._tensordock(vm)
+        if vm.provider == "proxmox" and vm.proxmox is not None:
+            from aiconsole.services.providers.proxmox import ProxmoxProvider
+
+            px = vm.proxmox
+            token_id = px.token_id or resolve_secret(px.token_id_env, environ).reveal()
+            return ProxmoxProvider(
+                str(px.api_url),
+                px.node,
+                px.vmid,
+                token_id,
+                resolve_secret(px.token_secret_env, environ),
+                guest=px.guest,
+                verify_tls=px.verify_tls,
+                shutdown_timeout=px.shutdown_timeout_s,
+                poll_interval=self._poll_interval,
+            )
+        if vm.provider == "command" and vm.command is not None:
+            from aiconsole.services.providers.command import CommandProvider
+
+            cmd = vm.command
+            return CommandProvider(
+                cmd.status,
+                cmd.start,
+                cmd.stop,
+                timeout=cmd.timeout_s,
+                states={k: str(v) for k, v in cmd.states.items()},
+                poll_interval=self._poll_interval,
+            )
+        from aiconsole.services.providers.static import StaticProvider
+
+        return StaticProvider()
+
+
+def build_monitor(
+    settings: Settings,
+    ledger: Ledger,
+    environ: Mapping[str, str],
+    *,
+    read_only: bool = False,
+    resources: tuple[AbstractAsyncContextManager, ...] = (),
+    clock=None,
+    transition_poll_seconds: float = 3.0,
+) -> FleetMonitor:
+    """The monitor for `settings`. `transition_poll_seconds` is how often a VM that is
+    starting or stopping is looked at, by the monitor and by the provider's own wait."""
+    extra = {"clock": clock} if clock is not None else {}
+    return FleetMonitor(
+        settings,
+        ledger,
+        ProviderBuilder(environ, poll_interval=transition_poll_seconds),
+        transition_poll_seconds=transition_poll_seconds,
+        tz=local_timezone(settings.budget.timezone, environ),
+        read_only=read_only or settings.ui.read_only,
+        resources=resources,
+        **extra,
+    )

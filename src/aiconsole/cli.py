@@ -1,0 +1,150 @@
+"""`aiconsole`: the console (no sub-command) and the scriptable commands beside it.
+
+Nothing happens at import. `main` parses arguments, builds settings and services
+(`assembly`), then either runs the Textual app or a short CLI command on the same core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2  # bad config, bad arguments: the same status argparse uses
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # SUPPRESS: an option given before the command (`aiconsole --demo status`) must not be
+    # reset by the sub-command's own default; `_COMMON_DEFAULTS` fills in what is missing.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--config", metavar="PATH", help="config file (default: $AICONSOLE_CONFIG, then the user config dir)")
+    common.add_argument("--demo", action="store_true", help="use the built-in demo fleet (no accounts needed)")
+    common.add_argument("--read-only", action="store_true", help="hide and refuse start and stop")
+
+    parser = argparse.ArgumentParser(
+        prog="aiconsole",
+        parents=[common],
+        description="A terminal console for your AI fleet: VMs, spend, idle timers.",
+    )
+    parser.add_argument("--theme", metavar="NAME", help="colour theme (aiconsole-dark, aiconsole-light, or your own)")
+    parser.set_defaults(handler=_run_tui)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    init = commands.add_parser("init", parents=[common], help="write a commented starter config (never overwrites)")
+    init.set_defaults(handler=_run_init)
+
+    config = commands.add_parser("config", help="check the config").add_subparsers(metavar="ACTION", required=True)
+    check = config.add_parser("check", parents=[common], help="validate the config and report problems")
+    check.set_defaults(handler=_run_config_check)
+
+    status = commands.add_parser("status", parents=[common], help="print the fleet's power, cost and idle time")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_run_status)
+
+    vm = commands.add_parser("vm", help="start or stop one VM").add_subparsers(metavar="ACTION", required=True)
+    start = vm.add_parser("start", parents=[common], help="start a VM and wait until it runs")
+    start.add_argument("name")
+    start.set_defaults(handler=_run_vm_power, action="start")
+    stop = vm.add_parser("stop", parents=[common], help="stop a VM (asks first) and wait until it stops")
+    stop.add_argument("name")
+    stop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    stop.set_defaults(handler=_run_vm_power, action="stop")
+    return parser
+
+
+_COMMON_DEFAULTS = {"config": None, "demo": False, "read_only": False}
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name, default in _COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    env = dict(os.environ if environ is None else environ)
+    try:
+        return args.handler(args, env)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _config_file(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
+    from aiconsole.paths import config_path
+
+    return config_path(args.config, environ)
+
+
+def _request(args: argparse.Namespace, environ: Mapping[str, str]):
+    """What to run on: the demo or the user's config file (read, not yet validated)."""
+    from aiconsole.runtime import RuntimeRequest
+
+    if args.demo:
+        return RuntimeRequest.for_demo(environ, read_only=args.read_only)
+    return RuntimeRequest.for_user(_config_file(args, environ), environ, read_only=args.read_only)
+
+
+def _load_runtime(args: argparse.Namespace, environ: Mapping[str, str], err: TextIO):
+    """The Runtime, or None after printing the config problem (exit status 2)."""
+    from aiconsole.config_file import ConfigError
+
+    try:
+        return _request(args, environ).load()
+    except ConfigError as error:
+        print(f"aiconsole: {error}", file=err)
+        return None
+
+
+def _run_tui(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """The console. The settings are validated just after the first frame (see runtime.py);
+    a bad config then ends the app with status 2 and the same message as the CLI's."""
+    from aiconsole.config_file import ConfigError
+
+    try:
+        request = _request(args, environ)
+    except ConfigError as error:
+        print(f"aiconsole: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    from aiconsole.ui.app import make_app
+
+    app = make_app(request, theme_name=args.theme)
+    try:
+        app.run()
+    finally:
+        app.finish()
+    return app.return_code or EXIT_OK
+
+
+def _run_init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from aiconsole.config_cmds import run_init
+
+    return run_init(_config_file(args, environ), sys.stdout, sys.stderr)
+
+
+def _run_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from aiconsole.config_cmds import run_config_check
+
+    return run_config_check(_config_file(args, environ), sys.stdout, sys.stderr, environ=environ)
+
+
+def _run_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    runtime = _load_runtime(args, environ, sys.stderr)
+    if runtime is None:
+        return EXIT_USAGE
+    from aiconsole.commands import status_command
+
+    return status_command(runtime, as_json=args.json, out=sys.stdout)
+
+
+def _run_vm_power(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    runtime = _load_runtime(args, environ, sys.stderr)
+    if runtime is None:
+        return EXIT_USAGE
+    from aiconsole.commands import power_command
+
+    return power_command(
+        runtime, args.name, args.action, assume_yes=getattr(args, "yes", False), out=sys.stdout, err=sys.stderr
+    )

@@ -1,0 +1,205 @@
+"""The scriptable commands (`status`, `vm start`, `vm stop`): the TUI's core, no TUI.
+
+Output that reaches a terminal is built from sanitised snapshot fields only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from contextlib import suppress
+from typing import TextIO
+
+from aiconsole.assembly import Runtime
+from aiconsole.domain.fleet import FleetSnapshot, VmSnapshot
+from aiconsole.domain.format import format_duration, format_percent, format_usd
+from aiconsole.domain.power import PowerState
+from aiconsole.services.fleet import UnknownVmError
+from aiconsole.services.providers.base import ProviderError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def status_command(runtime: Runtime, *, as_json: bool, out: TextIO) -> int:
+    snapshot = asyncio.run(_fresh_snapshot(runtime))
+    out.write(json.dumps(snapshot_json(snapshot), indent=2) + "\n" if as_json else status_table(snapshot))
+    return EXIT_OK
+
+
+async def _fresh_snapshot(runtime: Runtime) -> FleetSnapshot:
+    monitor = runtime.monitor
+    try:
+        await monitor.open()
+        await monitor.refresh()
+        return monitor.snapshot()
+    finally:
+        await monitor.close()
+
+
+def _money(amount: float) -> float:
+    return round(amount, 4)
+
+
+def vm_json(vm: VmSnapshot) -> dict:
+    return {
+        "name": vm.name,
+        "provider": vm.provider,
+        "power": vm.power.value,
+        "hourly_usd": vm.hourly_usd,
+        "cost_today_usd": _money(vm.cost_today_usd),
+        "cost_month_usd": _money(vm.cost_month_usd),
+        "cost_run_usd": _money(vm.cost_run_usd),
+        "idle_seconds": None if vm.idle.idle_seconds is None else round(vm.idle.idle_seconds, 1),
+        "idle_stop_in_seconds": None if vm.idle.remaining_seconds is None else round(vm.idle.remaining_seconds, 1),
+        "busy_reasons": list(vm.idle.busy_reasons),
+        "label": vm.label,
+        "raw_state": vm.raw_state,
+        "error": vm.error or None,
+        "stale": vm.stale,
+        "checked_at": vm.checked_at.isoformat() if vm.checked_at else None,
+    }
+
+
+def snapshot_json(snapshot: FleetSnapshot) -> dict:
+    budget = snapshot.budget
+    return {
+        "at": snapshot.at.isoformat(),
+        "vms": [vm_json(vm) for vm in snapshot.vms],
+        "budget": {
+            "daily_usd": budget.daily_usd,
+            "monthly_usd": budget.monthly_usd,
+            "spent_today_usd": _money(budget.spent_today_usd),
+            "spent_month_usd": _money(budget.spent_month_usd),
+            "day_level": budget.day_level.value,
+            "month_level": budget.month_level.value,
+        },
+    }
+
+
+_COLUMNS = ("VM", "PROVIDER", "POWER", "$/H", "TODAY", "MONTH", "IDLE", "STOP IN")
+
+
+def status_table(snapshot: FleetSnapshot) -> str:
+    rows = [_COLUMNS] + [_vm_row(vm) for vm in snapshot.vms]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    for vm in snapshot.vms:
+        if vm.error:
+            lines.append(f"! {vm.name}: {vm.error}")
+    b = snapshot.budget
+    lines.append(
+        f"budget: today {format_usd(b.spent_today_usd)} of {format_usd(b.daily_usd)} "
+        f"({format_percent(b.spent_today_usd, b.daily_usd)}, {b.day_level.value}) · "
+        f"month {format_usd(b.spent_month_usd)} of {format_usd(b.monthly_usd)} "
+        f"({format_percent(b.spent_month_usd, b.monthly_usd)}, {b.month_level.value})"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _vm_row(vm: VmSnapshot) -> tuple[str, ...]:
+    power = vm.power.value + (" (stale)" if vm.stale and vm.checked_at else "")
+    stop_in = "busy" if vm.idle.busy_reasons else format_duration(vm.idle.remaining_seconds)
+    return (
+        vm.name,
+        vm.provider,
+        power,
+        f"{vm.hourly_usd:.2f}",
+        format_usd(vm.cost_today_usd),
+        format_usd(vm.cost_month_usd),
+        format_duration(vm.idle.idle_seconds),
+        stop_in,
+    )
+
+
+def power_command(
+    runtime: Runtime, name: str, action: str, *, assume_yes: bool, out: TextIO, err: TextIO,
+    ask: Callable[[str], str] = input,
+) -> int:
+    return asyncio.run(_power(runtime, name, action, assume_yes, out, err, ask))
+
+
+async def _power(runtime: Runtime, name: str, action: str, assume_yes: bool, out: TextIO, err: TextIO, ask) -> int:
+    monitor = runtime.monitor
+    try:
+        await monitor.open()
+        await monitor.refresh(name)
+        vm = _find(monitor.snapshot(), name)
+        problem = _refusal(vm, action, runtime)
+        if problem:
+            print(f"aiconsole: {problem[1]}", file=err)
+            return problem[0]
+        if vm.power is (PowerState.RUNNING if action == "start" else PowerState.STOPPED):
+            print(f"{name} is already {vm.power.value}.", file=out)
+            return EXIT_OK
+        if action == "stop" and not assume_yes and not await _confirm_stop(vm, out, err, ask):
+            return EXIT_USAGE if not sys.stdin.isatty() else EXIT_FAILED
+        return await _carry_out(runtime, vm, action, out, err)
+    except UnknownVmError as error:
+        print(f"aiconsole: {error}", file=err)
+        return EXIT_USAGE
+    finally:
+        await monitor.close()
+
+
+def _find(snapshot: FleetSnapshot, name: str) -> VmSnapshot:
+    for vm in snapshot.vms:
+        if vm.name == name:
+            return vm
+    raise UnknownVmError(name)
+
+
+def _refusal(vm: VmSnapshot, action: str, runtime: Runtime) -> tuple[int, str] | None:
+    if runtime.monitor.read_only:
+        return EXIT_USAGE, f"read-only: refusing to {action} {vm.name}"
+    if not vm.can_power:
+        return EXIT_FAILED, f"{vm.name} is always on ({vm.provider}): it has no {action}"
+    if vm.error and vm.checked_at is None:
+        return EXIT_FAILED, f"{vm.name}: {vm.error}"
+    return None
+
+
+async def _confirm_stop(vm: VmSnapshot, out: TextIO, err: TextIO, ask) -> bool:
+    if not sys.stdin.isatty():
+        print(f"aiconsole: not stopping {vm.name} without --yes (no terminal to ask on)", file=err)
+        return False
+    question = (
+        f"Stop {vm.name}? It costs {format_usd(vm.hourly_usd)}/h while running "
+        f"({format_usd(vm.cost_today_usd)} today). [y/N] "
+    )
+    answer = await asyncio.to_thread(ask, question)
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("Not stopped.", file=out)
+    return False
+
+
+async def _carry_out(runtime: Runtime, vm: VmSnapshot, action: str, out: TextIO, err: TextIO) -> int:
+    """Start/stop, printing each power state as the poller sees it."""
+    monitor = runtime.monitor
+    print(f"{action}ing {vm.name} ({format_usd(vm.hourly_usd)}/h): {vm.power.value}", file=out, flush=True)
+    poller = asyncio.create_task(monitor.run())
+    printer = asyncio.create_task(_print_transitions(monitor, vm.name, vm.power, out))
+    try:
+        await (monitor.start_vm(vm.name) if action == "start" else monitor.stop_vm(vm.name))
+    except ProviderError as error:
+        print(f"aiconsole: {action} {vm.name} failed: {error.message}", file=err)
+        return EXIT_FAILED
+    finally:
+        for task in (printer, poller):
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+    final = _find(monitor.snapshot(), vm.name)
+    print(f"{vm.name} is {final.power.value}.", file=out)
+    return EXIT_OK
+
+
+async def _print_transitions(monitor, name: str, last: PowerState, out: TextIO) -> None:
+    while True:
+        await asyncio.sleep(0.25)
+        power = _find(monitor.snapshot(), name).power
+        if power is not last:
+            print(f"  → {power.value}", file=out, flush=True)
+            last = power
