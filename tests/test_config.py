@@ -142,9 +142,16 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 
 
 def test_keys_and_ui(tmp_path: Path) -> None:
-    text = '[ui]\ntheme = "nord"\nread_only = true\n[keys]\nstart = "s"\nstop = "x,ctrl+x"\n'
+    text = '[ui]\ntheme = "nord"\nread_only = true\n[keys]\nvm-start = "s"\nvm-stop = "x,ctrl+x"\n'
     settings = load(tmp_path, text)
-    assert settings.ui.read_only is True and settings.keys == {"start": "s", "stop": "x,ctrl+x"}
+    assert settings.ui.read_only is True and settings.keys == {"vm-start": "s", "vm-stop": "x,ctrl+x"}
+
+
+def test_unknown_key_id_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, '[keys]\nvm-strat = "s"\n')
+    message = str(caught.value)
+    assert str(tmp_path / "config.toml") in message and "keys" in message and "vm-strat" in message
 
 
 @pytest.mark.skipif("Europe/Paris" not in zoneinfo.available_timezones(), reason="no tz database")
@@ -185,7 +192,7 @@ def test_starter_config_commented_examples_validate() -> None:
     settings = settings_from_toml_text(uncommented, "examples")
     assert [vm.provider for vm in settings.vm] == ["proxmox", "command"]
     keys = "\n".join(line.removeprefix("# ") for line in STARTER_CONFIG.split("# [keys]")[1].splitlines())
-    assert settings_from_toml_text("[keys]" + keys, "keys").keys == {"start": "s", "stop": "x"}
+    assert settings_from_toml_text("[keys]" + keys, "keys").keys == {"vm-start": "s", "vm-stop": "x"}
 
 
 # --- errors: each names the file, the field in TOML terms and the bad value ----------------

@@ -9,7 +9,18 @@ import sys
 import aiconsole
 
 CORE_PACKAGES = ("aiconsole.domain", "aiconsole.services", "aiconsole.demo")
-CORE_MODULES = ("aiconsole.config", "aiconsole.paths", "aiconsole.keymap", "aiconsole.config_cmds")
+CORE_MODULES = (
+    "aiconsole.config",
+    "aiconsole.config_file",
+    "aiconsole.config_cmds",
+    "aiconsole.starter_config",
+    "aiconsole.paths",
+    "aiconsole.keymap",
+    "aiconsole.assembly",
+    "aiconsole.runtime",
+    "aiconsole.commands",
+    "aiconsole.cli",
+)
 
 
 def _core_modules() -> list[str]:
@@ -52,3 +63,15 @@ def test_domain_does_not_do_io() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module.split(".")[0]]
             assert not forbidden.intersection(names), f"{path.name} imports {names}"
+
+
+def test_cli_import_is_cheap() -> None:
+    """`aiconsole` parses its arguments before anything heavy is imported."""
+    script = (
+        "import sys, aiconsole.cli, aiconsole.runtime\n"
+        "heavy = ('pydantic', 'httpx', 'asyncssh', 'ollama', 'textual', 'sqlite3')\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""

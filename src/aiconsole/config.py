@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 from aiconsole.config_file import ConfigError, ConfigProblem, SecretError, parse_config_text, read_config_data
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.secret import Secret
+from aiconsole.keymap import unknown_key_ids
 from aiconsole.starter_config import STARTER_CONFIG, write_starter_config
 
 __all__ = [
@@ -290,7 +291,15 @@ class Settings(_Section):
     ui: UiConfig = Field(default_factory=UiConfig)
     """Look and behaviour of the terminal UI."""
     keys: dict[str, Annotated[str, AfterValidator(_check_key_list)]] = Field(default_factory=dict)
-    """Binding id -> comma-separated keys (``start = "s"``), overriding the defaults."""
+    """Binding id -> comma-separated keys (``vm-start = "ctrl+s"``), overriding the defaults;
+    the ids are listed in docs/keybindings.md."""
+
+    @field_validator("keys")
+    @classmethod
+    def _known_key_ids(cls, keys: dict[str, str]) -> dict[str, str]:
+        if unknown := unknown_key_ids(keys):
+            raise ValueError(f"no binding has the id(s) {', '.join(unknown)}; see docs/keybindings.md")
+        return keys
 
     @field_validator("vm")
     @classmethod

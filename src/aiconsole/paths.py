@@ -9,7 +9,7 @@ everything at a temporary folder without touching the real home. Overrides, stro
 The user dirs follow platformdirs (appname ``aiconsole``): ``$XDG_CONFIG_HOME`` and
 ``$XDG_DATA_HOME`` win on Linux and macOS when they hold an absolute path, as platformdirs
 does; otherwise ``~/.config/aiconsole``, ``~/Library/Application Support/aiconsole``,
-``%APPDATA%\\aiconsole`` and so on. platformdirs is imported only when that fallback is used.
+``%LOCALAPPDATA%\\aiconsole`` and so on. platformdirs is imported only when that fallback is used.
 """
 
 from __future__ import annotations

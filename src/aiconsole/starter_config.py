@@ -141,8 +141,8 @@ theme = "aiconsole-dark"
 read_only = false            # true hides start, stop, pull and delete (like --read-only)
 
 # Rebind keys: binding id = "key[,key...]"; the help screen (?) lists the binding ids.
-# [keys]
-# start = "s"
-# stop = "x"
+# [keys]                    # binding id = keys; every id is in docs/keybindings.md
+# vm-start = "s"
+# vm-stop = "x"
 '''
 """A commented starter config modelled on the operator's fleet; `aiconsole init` writes it."""

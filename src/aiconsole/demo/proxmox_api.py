@@ -35,8 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from aiconsole.demo.faults import FaultPlan
-from aiconsole.demo.httpserver import LoopbackHttpServer, Request, Response, Router
+from aiconsole.demo.fake_api import FakeApi
+from aiconsole.demo.httpserver import Request, Response
 
 GuestKind = Literal["qemu", "lxc"]
 _TASK_PREFIX = {"qemu": "qm", "lxc": "vz"}
@@ -86,8 +86,10 @@ class FakeTask:
     started: float = field(default_factory=time.time)
 
 
-class FakeProxmox:
+class FakeProxmox(FakeApi):
     """Guests with start / ACPI shutdown / forced stop behind the PVE API, on loopback."""
+
+    ROOT = "/api2/json"
 
     def __init__(
         self,
@@ -99,6 +101,7 @@ class FakeProxmox:
         stop_seconds: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.token_id, self.token_secret = token_id, token_secret
         self.start_seconds = start_seconds
         self.shutdown_seconds, self.stop_seconds = shutdown_seconds, stop_seconds
@@ -108,17 +111,11 @@ class FakeProxmox:
         self.guests: dict[tuple[str, str, str], FakeGuest] = {}
         self.tasks: dict[str, FakeTask] = {}
         self._pids = itertools.count(0x1A2B00)
-        self.faults = FaultPlan()
-        self.requests: list[tuple[str, str]] = []
-        """(method, path) of every request received, faulted ones included."""
         root = "/api2/json/nodes/{node}"
-        self._router = Router()
-        self._router.add("GET", "/api2/json/version", self._version)
-        self._router.add("GET", root + "/{kind}/{vmid}/status/current", self._current)
-        self._router.add("POST", root + "/{kind}/{vmid}/status/{action}", self._act)
-        self._router.add("GET", root + "/tasks/{upid}/status", self._task_status)
-        self._faulty = self.faults.wrap(self._serve)
-        self.server = LoopbackHttpServer(self.handle)
+        self.router.add("GET", "/api2/json/version", self._version)
+        self.router.add("GET", root + "/{kind}/{vmid}/status/current", self._current)
+        self.router.add("POST", root + "/{kind}/{vmid}/status/{action}", self._act)
+        self.router.add("GET", root + "/tasks/{upid}/status", self._task_status)
 
     def add_guest(
         self,
@@ -135,36 +132,14 @@ class FakeProxmox:
         self.guests[(node, kind, str(vmid))] = guest
         return guest
 
-    @property
-    def url(self) -> str:
-        """The API root to give a client: `http://127.0.0.1:PORT/api2/json`."""
-        return self.server.url + "/api2/json"
-
-    async def start(self) -> FakeProxmox:
-        await self.server.start()
-        return self
-
-    async def close(self) -> None:
-        await self.server.close()
-
-    async def __aenter__(self) -> FakeProxmox:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def handle(self, request: Request) -> Response:
-        self.requests.append((request.method, request.path))
-        return await self._faulty(request)
-
-    async def _serve(self, request: Request) -> Response:
+    async def serve(self, request: Request) -> Response:
         auth = request.headers.get("authorization", "")
         if not auth:
             return Response(401, {"data": None}, reason="No ticket")
         if auth != f"PVEAPIToken={self.token_id}={self.token_secret}":
             return Response(401, {"data": None}, reason="invalid token value!")
         self._settle(self._clock())
-        return await self._router(request)
+        return await self.router(request)
 
     def _settle(self, now: float) -> None:
         for task in sorted(self.tasks.values(), key=lambda task: task.ends_at):

@@ -39,8 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from aiconsole.demo.faults import FaultPlan
-from aiconsole.demo.httpserver import LoopbackHttpServer, Request, Response, Router
+from aiconsole.demo.fake_api import FakeApi
+from aiconsole.demo.httpserver import Request, Response
 
 Shape = Literal["flat", "data", "jsonapi"]
 STOPPED_WORDS = ("StoppedDisassociated", "Stopped")
@@ -70,8 +70,10 @@ class FakeInstance:
             self.status, self.next_status = self.next_status, None
 
 
-class FakeTensorDock:
+class FakeTensorDock(FakeApi):
     """Instances with a start/stop state machine behind the v2 API, served on loopback."""
+
+    ROOT = "/api/v2"
 
     def __init__(
         self,
@@ -84,6 +86,7 @@ class FakeTensorDock:
         rate_window: float = 60.0,
         shape: Shape = "flat",
     ) -> None:
+        super().__init__()
         self.api_key = api_key
         self.start_seconds, self.stop_seconds = start_seconds, stop_seconds
         self.shape: Shape = shape
@@ -91,47 +94,19 @@ class FakeTensorDock:
         self._clock = clock
         self._window_start, self._window_count = clock(), 0
         self.instances: dict[str, FakeInstance] = {}
-        self.faults = FaultPlan()
-        self.requests: list[tuple[str, str]] = []
-        """(method, path) of every request received, faulted ones included."""
         self.served_states: list[str] = []
         """Every status word GET /instances/{id} answered with, in order."""
-        self._router = Router()
-        self._router.add("GET", "/api/v2/instances", self._list)
-        self._router.add("GET", "/api/v2/instances/{id}", self._get)
-        self._router.add("POST", "/api/v2/instances/{id}/start", self._start)
-        self._router.add("POST", "/api/v2/instances/{id}/stop", self._stop)
-        self._faulty = self.faults.wrap(self._serve)
-        self.server = LoopbackHttpServer(self.handle)
+        self.router.add("GET", "/api/v2/instances", self._list)
+        self.router.add("GET", "/api/v2/instances/{id}", self._get)
+        self.router.add("POST", "/api/v2/instances/{id}/start", self._start)
+        self.router.add("POST", "/api/v2/instances/{id}/stop", self._stop)
 
     def add_instance(self, instance_id: str, name: str, status: str = "Stopped") -> FakeInstance:
         instance = FakeInstance(instance_id, name, status)
         self.instances[instance_id] = instance
         return instance
 
-    @property
-    def url(self) -> str:
-        """The API root to give a client: `http://127.0.0.1:PORT/api/v2`."""
-        return self.server.url + "/api/v2"
-
-    async def start(self) -> FakeTensorDock:
-        await self.server.start()
-        return self
-
-    async def close(self) -> None:
-        await self.server.close()
-
-    async def __aenter__(self) -> FakeTensorDock:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def handle(self, request: Request) -> Response:
-        self.requests.append((request.method, request.path))
-        return await self._faulty(request)
-
-    async def _serve(self, request: Request) -> Response:
+    async def serve(self, request: Request) -> Response:
         now = self._clock()
         if (throttled := self._throttle(now)) is not None:
             return throttled
@@ -139,7 +114,7 @@ class FakeTensorDock:
             return _error(401, "Unauthorized", "Invalid or missing API token")
         for instance in self.instances.values():
             instance.settle(now)
-        response = await self._router(request)
+        response = await self.router(request)
         response.headers.update(self._quota_headers(now))
         return response
 

@@ -8,18 +8,32 @@ every control character except newline and tab. Markup is a separate concern:
 callers render sanitised text with `markup=False` / `Text(...)`.
 
 `StreamSanitizer` does the same for text that arrives in chunks: a sequence split
-across two chunks is held back until it is complete (or provably not a sequence).
+across two chunks is held back until it is complete (or provably not a sequence),
+so feeding a text in any chunks gives exactly what `sanitize` gives for the whole.
+
+Hostile input must not cost more than linear time: a string sequence ends at BEL,
+ST or any other ESC (as in xterm, where an ESC aborts the string), so its match can
+never fail and be retried from every later position; CSI parameters and ESC
+intermediates are bounded, so a held-back tail stays short.
 """
 
 from __future__ import annotations
 
 import re
 
-# String-type sequences end at BEL or ST (ESC \ or 8-bit 0x9c). An unterminated one
-# at the end of the text swallows the rest: it was never meant to be shown.
-_STRING_SEQ = r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c|\Z)"
-_CSI = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
-_TWO_BYTE = r"\x1b[ -/]*[0-~]"  # ESC ( B, ESC 7, ESC c, ...
+_MAX_PARAMS = 256  # CSI parameter bytes; longer runs are not a sequence (shown as text)
+_MAX_INTERMEDIATES = 16
+
+# String-type sequences end at BEL or ST (ESC \ or 8-bit 0x9c); another ESC aborts
+# them (the ESC then starts a sequence of its own). The body is never shown, also
+# when the string is aborted or unterminated at the end of the text.
+_STRING_OPENER = r"\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]"
+_STRING_SEQ = rf"(?:{_STRING_OPENER})[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c|(?=\x1b)|\Z)"
+# A CSI cut off by the end of the text loses its introducer; its parameters are
+# harmless text. (Dropping them too would make the end of a chunk differ from the
+# middle of a text, which `StreamSanitizer` relies on never happening.)
+_CSI = rf"(?:\x1b\[|\x9b)[0-?]{{0,{_MAX_PARAMS}}}[ -/]{{0,{_MAX_INTERMEDIATES}}}[@-~]"
+_TWO_BYTE = rf"\x1b[ -/]{{0,{_MAX_INTERMEDIATES}}}[0-~]"  # ESC ( B, ESC 7, ESC c, ...
 # Controls except \t (09) and \n (0a); \r is dropped too: it can overwrite a line.
 _CONTROLS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 
@@ -27,10 +41,11 @@ _PATTERN = re.compile("|".join((_STRING_SEQ, _CSI, _TWO_BYTE, _CONTROLS)))
 
 # A chunk tail that could be the beginning of a sequence still arriving.
 _INCOMPLETE_TAIL = re.compile(
-    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*\x1b?\Z"  # string seq, no end yet
-    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*\Z"  # CSI without its final byte
-    r"|\x1b[ -/]*\Z"  # lone ESC (+ intermediates)
+    rf"(?P<opener>{_STRING_OPENER})[^\x07\x1b\x9c]*(?P<esc>\x1b?)\Z"  # string seq, no end yet
+    rf"|(?:\x1b\[|\x9b)[0-?]{{0,{_MAX_PARAMS}}}[ -/]{{0,{_MAX_INTERMEDIATES}}}\Z"  # CSI, no final byte
+    rf"|\x1b[ -/]{{0,{_MAX_INTERMEDIATES}}}\Z"  # lone ESC (+ intermediates)
 )
+_TERMINATORS = "\x07\x1b\x9c"
 
 
 def sanitize(text: str) -> str:
@@ -46,6 +61,17 @@ def sanitize_line(text: str, limit: int = 500) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _tail_search_start(text: str) -> int:
+    """Where an incomplete tail can begin: at or after the last BEL/ESC/ST.
+
+    A tail's string body and CSI parameters hold none of those, so searching from
+    there finds the same (leftmost) tail as searching the whole text, without
+    rescanning a long run of 8-bit openers from every position.
+    """
+    end = len(text) - 1 if text.endswith("\x1b") else len(text)  # a final ESC may be ST's first half
+    return max(0, max(text.rfind(ch, 0, end) for ch in _TERMINATORS))
+
+
 class StreamSanitizer:
     """Sanitises a stream of chunks; escape sequences split across chunks are caught."""
 
@@ -56,15 +82,23 @@ class StreamSanitizer:
 
     def feed(self, chunk: str) -> str:
         text = self._pending + chunk
-        tail = _INCOMPLETE_TAIL.search(text)
-        if tail is not None:
-            self._pending = text[tail.start() :]
-            text = text[: tail.start()]
-        else:
+        tail = _INCOMPLETE_TAIL.search(text, _tail_search_start(text))
+        if tail is None:
             self._pending = ""
-        return sanitize(text)
+            return sanitize(text)
+        if tail["opener"] is not None:
+            # Inside a string sequence: its body is dropped whatever follows, so keep only
+            # what decides where it ends (the opener, and an ESC that may start ST).
+            self._pending = tail["opener"] + tail["esc"]
+        else:
+            self._pending = text[tail.start() :]
+        return sanitize(text[: tail.start()])
 
     def flush(self) -> str:
-        """End of stream: an unfinished sequence is dropped, never shown."""
-        self._pending = ""
-        return ""
+        """End of stream: what `sanitize` gives for the held-back tail at the end of a text.
+
+        An unfinished string sequence (OSC, DCS, ...) is dropped whole; an unfinished CSI
+        loses its introducer and leaves its parameter digits, exactly as in `sanitize`.
+        """
+        pending, self._pending = self._pending, ""
+        return sanitize(pending)

@@ -18,7 +18,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from aiconsole.keymap import KEYS_BY_ID, unknown_key_ids
+from aiconsole.keymap import KEYS_BY_ID
 from aiconsole.ui.bindings import binding
 from aiconsole.ui.fleet_pane import FleetPane
 from aiconsole.ui.help import HelpScreen, KeyRow
@@ -89,12 +89,6 @@ class AiConsoleApp(App[None]):
         if self.theme != wanted:
             self.theme = wanted
 
-    def _install_keymap(self, keymap: dict[str, str]) -> None:
-        unknown = unknown_key_ids(keymap)
-        if unknown:
-            self._warnings.append(f"[keys]: no binding has the id(s) {', '.join(unknown)}")
-        self.set_keymap({key_id: keys for key_id, keys in keymap.items() if key_id not in unknown})
-
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
         yield Static("Loading the fleet…", id="loading")
@@ -115,7 +109,7 @@ class AiConsoleApp(App[None]):
         self.runtime = runtime
         self.read_only = runtime.monitor.read_only
         self._set_subtitle(runtime.source)
-        self._install_keymap(dict(runtime.settings.keys))
+        self.set_keymap(dict(runtime.settings.keys))  # ids were checked with the config
         if self._forced_theme is None:
             self._use_theme(runtime.settings.ui.theme)
         self.query_one("#loading").remove()
