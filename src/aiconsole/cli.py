@@ -136,7 +136,10 @@ def _run_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return EXIT_USAGE
     from aiconsole.commands import status_command
 
-    return status_command(runtime, as_json=args.json, out=sys.stdout)
+    try:
+        return status_command(runtime, as_json=args.json, out=sys.stdout)
+    finally:
+        runtime.finish()
 
 
 def _run_vm_power(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -145,6 +148,9 @@ def _run_vm_power(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return EXIT_USAGE
     from aiconsole.commands import power_command
 
-    return power_command(
-        runtime, args.name, args.action, assume_yes=getattr(args, "yes", False), out=sys.stdout, err=sys.stderr
-    )
+    try:
+        return power_command(
+            runtime, args.name, args.action, assume_yes=getattr(args, "yes", False), out=sys.stdout, err=sys.stderr
+        )
+    finally:
+        runtime.finish()

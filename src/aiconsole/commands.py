@@ -178,7 +178,8 @@ async def _confirm_stop(vm: VmSnapshot, out: TextIO, err: TextIO, ask) -> bool:
 async def _carry_out(runtime: Runtime, vm: VmSnapshot, action: str, out: TextIO, err: TextIO) -> int:
     """Start/stop, printing each power state as the poller sees it."""
     monitor = runtime.monitor
-    print(f"{action}ing {vm.name} ({format_usd(vm.hourly_usd)}/h): {vm.power.value}", file=out, flush=True)
+    doing = {"start": "starting", "stop": "stopping"}[action]
+    print(f"{doing} {vm.name} ({format_usd(vm.hourly_usd)}/h): {vm.power.value}", file=out, flush=True)
     poller = asyncio.create_task(monitor.run())
     printer = asyncio.create_task(_print_transitions(monitor, vm.name, vm.power, out))
     try:
