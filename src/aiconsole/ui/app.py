@@ -20,7 +20,7 @@ from textual.widgets import Footer, Header, Static
 
 from aiconsole.keymap import KEYS_BY_ID
 from aiconsole.ui.bindings import binding
-from aiconsole.ui.fleet_pane import FleetPane
+from aiconsole.ui.fleet_pane import POWER_KEY_IDS, FleetPane, fleet_pane
 from aiconsole.ui.help import HelpScreen, KeyRow
 from aiconsole.ui.themes import DEFAULT_THEME, bundled_theme_dirs, load_themes
 
@@ -113,7 +113,7 @@ class AiConsoleApp(App[None]):
         if self._forced_theme is None:
             self._use_theme(runtime.settings.ui.theme)
         self.query_one("#loading").remove()
-        self.mount(FleetPane(runtime.monitor, read_only=self.read_only, id="fleet"), before=self.query_one(Footer))
+        self.mount(fleet_pane(runtime.monitor, read_only=self.read_only, id="fleet"), before=self.query_one(Footer))
         for warning in self._warnings:
             self.notify(warning, severity="warning", timeout=10, markup=False)
 
@@ -142,6 +142,8 @@ class AiConsoleApp(App[None]):
         keys_by_id: dict[str, list[str]] = {}
         for key, active in self.screen.active_bindings.items():
             binding_id = active.binding.id
+            if binding_id in POWER_KEY_IDS and self.read_only:
+                continue  # refused in read-only mode: not offered
             if binding_id in KEYS_BY_ID and active.enabled:
                 display = self.get_key_display(active.binding.with_key(key))
                 keys_by_id.setdefault(binding_id, []).append(display)

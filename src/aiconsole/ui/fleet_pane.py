@@ -26,7 +26,12 @@ from aiconsole.ui.widgets.vm_card import VmCard
 if TYPE_CHECKING:
     from aiconsole.services.fleet import FleetMonitor
 
-_POWER_ACTIONS = ("start", "stop")
+POWER_KEY_IDS = ("vm-start", "vm-stop")
+"""The bindings --read-only takes out of the footer and help."""
+
+
+def _power_bindings(*, show: bool) -> list:
+    return [binding("vm-start", "start", label="Start", show=show), binding("vm-stop", "stop", label="Stop", show=show)]
 
 
 class FleetChanged(Message):
@@ -40,8 +45,7 @@ class FleetPane(VerticalScroll):
     """
 
     BINDINGS = [
-        binding("vm-start", "start", label="Start"),
-        binding("vm-stop", "stop", label="Stop"),
+        *_power_bindings(show=True),
         binding("fleet-refresh", "refresh", label="Refresh"),
         binding("vm-next", "select(1)", show=False),
         binding("vm-previous", "select(-1)", show=False),
@@ -94,12 +98,6 @@ class FleetPane(VerticalScroll):
     def selected(self) -> VmSnapshot | None:
         focused = self.screen.focused
         return self.vm_named(focused.vm_name) if isinstance(focused, VmCard) else None
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _POWER_ACTIONS:
-            # --read-only hides the keys (False) rather than greying them out (None).
-            return not self.read_only
-        return True
 
     def action_select(self, step: int) -> None:
         if step > 0:
@@ -176,3 +174,19 @@ def _stop_question(vm: VmSnapshot) -> ConfirmScreen:
         "Stopping ends whatever runs on it; disks are kept."
     )
     return ConfirmScreen(question, details, yes_label="Stop")
+
+
+class ReadOnlyFleetPane(FleetPane):
+    """--read-only: s and x leave the footer, but still answer, saying why nothing happens.
+
+    (A `check_action` returning False would hide them too, but then the key is swallowed
+    without a word and the operator cannot tell read-only from a dead key.) Bindings of
+    a subclass replace its base's for the same keys.
+    """
+
+    BINDINGS = _power_bindings(show=False)
+
+
+def fleet_pane(monitor: FleetMonitor, *, read_only: bool, id: str | None = None) -> FleetPane:
+    pane_class = ReadOnlyFleetPane if read_only else FleetPane
+    return pane_class(monitor, read_only=read_only, id=id)

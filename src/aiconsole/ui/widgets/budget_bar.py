@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from textual.content import Content
 from textual.widget import Widget
 
@@ -17,8 +19,22 @@ _LEVEL_STYLE = {
 _LABEL_WIDTH = 7
 
 
-def budget_line(label: str, spent: float, limit: float, level: BudgetLevel, width: int) -> Content:
-    figures = f" {format_usd(spent)} of {format_usd(limit)}"
+def budget_figures(spent: float, limit: float) -> str:
+    return f" {format_usd(spent)} of {format_usd(limit)}"
+
+
+def budget_line(
+    label: str,
+    spent: float,
+    limit: float,
+    level: BudgetLevel,
+    width: int,
+    *,
+    figures_width: int = 0,
+    track_style: str = "$panel-lighten-2",
+) -> Content:
+    """One bar; `figures_width` pads the figures so that bars drawn one above the other end together."""
+    figures = budget_figures(spent, limit).ljust(figures_width)
     share = spent / limit if limit > 0 else 0.0
     percent = f" {share:4.0%}" if limit > 0 else "  no budget"
     bar_width = max(4, width - _LABEL_WIDTH - len(figures) - len(percent) - 2)
@@ -27,7 +43,7 @@ def budget_line(label: str, spent: float, limit: float, level: BudgetLevel, widt
     return Content.assemble(
         (label.ljust(_LABEL_WIDTH), "$text-muted"),
         ("━" * filled, style),
-        ("━" * (bar_width - filled), "$panel-lighten-2"),
+        ("━" * (bar_width - filled), track_style),
         (percent, style),
         figures,
     )
@@ -55,8 +71,15 @@ class BudgetBars(Widget):
     def render(self) -> Content:
         width = self.content_size.width or 78
         b = self.budget
+        figures_width = max(
+            len(budget_figures(b.spent_today_usd, b.daily_usd)),
+            len(budget_figures(b.spent_month_usd, b.monthly_usd)),
+        )
+        # The empty part of a bar: $panel-lighten-2 is white on a light theme, i.e. invisible.
+        track = "$panel-lighten-2" if self.app.current_theme.dark else "$panel-darken-2"
+        line = partial(budget_line, width=width, figures_width=figures_width, track_style=track)
         return Content.assemble(
-            budget_line("Today", b.spent_today_usd, b.daily_usd, b.day_level, width),
+            line("Today", b.spent_today_usd, b.daily_usd, b.day_level),
             "\n",
-            budget_line("Month", b.spent_month_usd, b.monthly_usd, b.month_level, width),
+            line("Month", b.spent_month_usd, b.monthly_usd, b.month_level),
         )

@@ -47,6 +47,9 @@ def money_content(vm: VmSnapshot) -> Content:
 def idle_content(vm: VmSnapshot) -> Content:
     """Idle time and what happens next, or why the VM is busy."""
     idle = vm.idle
+    if not vm.can_power:
+        # Nothing to stop: an idle timer would only count from when the console first saw it.
+        return Content.styled("always on: no start, stop or idle stop", "$text-muted")
     if vm.power is not PowerState.RUNNING or idle.idle_seconds is None:
         if vm.power is PowerState.STOPPED:
             return Content.styled("stopped: not billed", "$text-muted")
@@ -57,7 +60,7 @@ def idle_content(vm: VmSnapshot) -> Content:
         ("idle ", "$text-muted"),
         format_duration(idle.idle_seconds),
     ]
-    if vm.idle_stop_minutes is None or not vm.can_power:
+    if vm.idle_stop_minutes is None:
         parts.append(("   no idle stop", "$text-muted"))
     elif idle.remaining_seconds is not None:
         soon = idle.remaining_seconds <= 300
@@ -68,9 +71,18 @@ def idle_content(vm: VmSnapshot) -> Content:
 
 
 def status_content(vm: VmSnapshot, now: datetime) -> Content:
-    """The freshness of what is shown, and the provider's last error if any."""
+    """The freshness of what is shown, and the provider's last error if any.
+
+    While a provider fails, the power shown is its last answer: once that is past its
+    freshness window the line says so, with its age, ahead of the error (which may be
+    cut off at the pane's edge; the staleness must not be).
+    """
     if vm.error:
-        return Content.assemble(("⚠ ", "$error bold"), (vm.error, "$error"))
+        stale = []
+        if vm.stale and vm.checked_at is not None:
+            age_seconds = (now - vm.checked_at).total_seconds()
+            stale = [(f"stale {format_duration(age_seconds)} · ", "$warning bold")]
+        return Content.assemble(("⚠ ", "$error bold"), *stale, (vm.error, "$error"))
     if vm.checked_at is None:
         return Content.styled("checking…", "$text-muted")
     age = format_age((now - vm.checked_at).total_seconds())
@@ -90,6 +102,10 @@ class VmCard(Widget, can_focus=True):
         border-title-color: $text;
         border-subtitle-color: $text-muted;
         padding: 0 1;
+    }
+    VmCard:light {
+        /* $panel-lighten-2 is white on a light theme: the pane's outline would vanish. */
+        border: round $panel-darken-2;
     }
     VmCard:focus {
         border: round $primary;
