@@ -20,13 +20,16 @@ from textual.widgets import Footer, Header, Static
 
 from aiconsole.keymap import KEYS_BY_ID
 from aiconsole.ui.bindings import binding
-from aiconsole.ui.fleet_pane import POWER_KEY_IDS, FleetPane, fleet_pane
-from aiconsole.ui.help import HelpScreen, KeyRow
 from aiconsole.ui.themes import DEFAULT_THEME, bundled_theme_dirs, load_themes
 
 if TYPE_CHECKING:
     from aiconsole.assembly import Runtime
     from aiconsole.runtime import RuntimeRequest
+    from aiconsole.ui.fleet_pane import FleetPane
+    from aiconsole.ui.help import KeyRow
+
+# The Fleet pane, its widgets and the dialogs are imported when first needed, after
+# the first frame: the start-up budget has no room for them (docs/performance.md).
 
 EXIT_BAD_CONFIG = 2
 
@@ -112,6 +115,8 @@ class AiConsoleApp(App[None]):
         self.set_keymap(dict(runtime.settings.keys))  # ids were checked with the config
         if self._forced_theme is None:
             self._use_theme(runtime.settings.ui.theme)
+        from aiconsole.ui.fleet_pane import fleet_pane
+
         self.query_one("#loading").remove()
         self.mount(fleet_pane(runtime.monitor, read_only=self.read_only, id="fleet"), before=self.query_one(Footer))
         for warning in self._warnings:
@@ -128,10 +133,12 @@ class AiConsoleApp(App[None]):
 
     @property
     def fleet(self) -> FleetPane | None:
-        panes = self.query(FleetPane)
+        panes = self.query("#fleet")
         return panes.first() if panes else None
 
     def action_help(self) -> None:
+        from aiconsole.ui.help import HelpScreen
+
         if isinstance(self.screen, HelpScreen):
             return
         footnote = "Keys can be rebound in the [keys] section of the config (see docs/keybindings.md)."
@@ -139,6 +146,8 @@ class AiConsoleApp(App[None]):
 
     def _key_rows(self) -> list[KeyRow]:
         """Our bindings active on this screen, every key of each (after rebinding)."""
+        from aiconsole.ui.fleet_pane import POWER_KEY_IDS
+
         keys_by_id: dict[str, list[str]] = {}
         for key, active in self.screen.active_bindings.items():
             binding_id = active.binding.id
