@@ -27,7 +27,7 @@ def power_content(vm: VmSnapshot) -> Content:
     glyph, style = _POWER_LOOK[vm.power]
     word = vm.power.value
     if vm.pending_action and not vm.power.is_transition:
-        word = f"{word} · {vm.pending_action} requested"
+        word = f"{word} ({vm.pending_action} sent)"  # short: line one must fit 80 columns
     return Content.assemble((f"{glyph} {word}", f"{style} bold"))
 
 
@@ -39,7 +39,7 @@ def money_content(vm: VmSnapshot) -> Content:
         format_usd(vm.cost_today_usd),
         ("  month ", "$text-muted"),
         format_usd(vm.cost_month_usd),
-        ("  this run ", "$text-muted"),
+        ("  run ", "$text-muted"),
         format_usd(vm.cost_run_usd),
     )
 
@@ -139,5 +139,5 @@ class VmCard(Widget, can_focus=True):
 
     def render(self) -> Content:
         return Content.assemble(
-            power_content(self.vm), "   ", money_content(self.vm), "\n", idle_content(self.vm)
+            power_content(self.vm), "  ", money_content(self.vm), "\n", idle_content(self.vm)
         )
