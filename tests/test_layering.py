@@ -12,6 +12,7 @@ CORE_PACKAGES = ("aiconsole.domain", "aiconsole.services", "aiconsole.demo")
 CORE_MODULES = (
     "aiconsole.config",
     "aiconsole.config_file",
+    "aiconsole.config_secrets",
     "aiconsole.config_cmds",
     "aiconsole.starter_config",
     "aiconsole.paths",
