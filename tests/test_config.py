@@ -510,3 +510,15 @@ def test_single_brackets_for_an_array_of_tables(tmp_path: Path) -> None:
 def test_booleans_are_shown_as_written_in_toml(tmp_path: Path) -> None:
     message = error_for(tmp_path, "[budget]\ndaily_usd = true\n")
     assert "budget.daily_usd = true: Input should be a valid number" in message
+
+
+def test_unknown_key_in_the_gpu_and_ssh_sections_suggests_the_right_one(tmp_path: Path) -> None:
+    """Suggestions come from the models themselves, so new sections get them too."""
+    message = error_for(tmp_path, "[gpu]\ninterval = 2\n[ssh]\nmax_handshake = 4\n")
+    assert "gpu.interval = 2: unknown key; did you mean 'interval_s'?" in message
+    assert "ssh.max_handshake = 4: unknown key; did you mean 'max_handshakes'?" in message
+
+
+def test_gpu_thresholds_must_be_ordered(tmp_path: Path) -> None:
+    message = error_for(tmp_path, "[gpu]\ntemp_warn_c = 90\n")
+    assert "gpu: temp_warn_c (90.0) must not be above temp_critical_c (85.0)" in message

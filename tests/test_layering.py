@@ -13,6 +13,7 @@ CORE_MODULES = (
     "aiconsole.config",
     "aiconsole.config_file",
     "aiconsole.config_secrets",
+    "aiconsole.config_problems",
     "aiconsole.config_cmds",
     "aiconsole.starter_config",
     "aiconsole.paths",

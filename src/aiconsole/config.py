@@ -10,17 +10,41 @@ forbid unknown keys, so a typo is an error with a suggestion rather than a silen
 # No `from __future__ import annotations` here: pydantic would then evaluate every field's
 # annotation string through typing.ForwardRef, which compile()s each one at import.
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError
-from pydantic import ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from aiconsole.config_file import ConfigError, ConfigProblem, SecretError, parse_config_text, read_config_data
-from aiconsole.config_secrets import resolve_secret, secret_env_refs  # re-exported: part of the config API
+from aiconsole.config_file import (
+    ConfigError,
+    ConfigProblem,
+    SecretError,
+    parse_config_text,
+    read_config_data,
+)
+from aiconsole.config_problems import (
+    SECRET_TYPE,
+    SLUG,
+    secret_key_problems,
+    validation_problem,
+)
+from aiconsole.config_secrets import (  # re-exported: part of the config API
+    resolve_secret,
+    secret_env_refs,
+)
 from aiconsole.domain.power import PowerState
 from aiconsole.keymap import unknown_key_ids
 from aiconsole.starter_config import STARTER_CONFIG, write_starter_config
@@ -33,22 +57,18 @@ __all__ = [
     "write_starter_config",
 ]
 
-_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SSH_TARGET = re.compile(
     r"(?:[^@\s:/]+@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_][A-Za-z0-9_.-]*)(?::(?P<port>\d{1,5}))?"
 )
 _PROXMOX_TOKEN_ID = re.compile(r"[^@\s!]+@[^@\s!]+![^@\s!]+")
-_SECRET_KEY = re.compile(r"(?:^|_)(?:api_?key|token|password|passwd|secret)(?:_|$)", re.IGNORECASE)
-_NOT_SECRET_KEYS = frozenset({"token_id"})  # a Proxmox token id ("user@realm!name") is public
-_SECRET_TYPE = "secret_in_config"  # errors whose input must never be echoed
 
 
 # --- field types -------------------------------------------------------------------------
 
 
 def _check_slug(value: str) -> str:
-    if not _SLUG.fullmatch(value):
+    if not SLUG.fullmatch(value):
         raise ValueError("must be 1-32 letters, digits, '_', '.' or '-', starting with a letter or digit")
     return value
 
@@ -62,7 +82,7 @@ def _check_not_blank(value: str) -> str:
 def _check_env_name(value: str) -> str:
     if not _ENV_NAME.fullmatch(value):
         raise PydanticCustomError(
-            _SECRET_TYPE, "must be the NAME of an environment variable (letters, digits, '_'), not its value"
+            SECRET_TYPE, "must be the NAME of an environment variable (letters, digits, '_'), not its value"
         )
     return value
 
@@ -73,10 +93,10 @@ def _check_http_url(value: str) -> str:
         raise ValueError("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:11434")
     if "@" in parts.netloc:
         raise PydanticCustomError(
-            _SECRET_TYPE, "must not carry credentials: name an environment variable in api_key_env"
+            SECRET_TYPE, "must not carry credentials: name an environment variable in api_key_env"
         )
     try:
-        parts.port
+        parts.port  # reading it raises ValueError for a port outside 1-65535
     except ValueError:
         raise ValueError("has an invalid port (1-65535)") from None
     return value
@@ -84,7 +104,7 @@ def _check_http_url(value: str) -> str:
 
 def _check_ssh_target(value: str) -> str:
     if re.match(r"[^@]*:[^@]*@", value):
-        raise PydanticCustomError(_SECRET_TYPE, "must not carry a password: use an SSH key or agent")
+        raise PydanticCustomError(SECRET_TYPE, "must not carry a password: use an SSH key or agent")
     # A leading '-' would be read as an ssh option, so the pattern refuses it.
     match = _SSH_TARGET.fullmatch(value)
     if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
@@ -149,6 +169,48 @@ class BudgetConfig(_Section):
         return self
 
 
+class GpuConfig(_Section):
+    interval_s: float = Field(default=1.0, ge=0.2, le=60)
+    """Seconds between GPU samples (nvidia-smi over SSH, NVML locally)."""
+    processes_interval_s: float = Field(default=10.0, ge=1, le=600)
+    """Seconds between readings of per-process GPU memory (slower: it costs a command each)."""
+    temp_warn_c: float = Field(default=75.0, gt=0)
+    """GPU temperature (°C) that is a warning."""
+    temp_critical_c: float = Field(default=85.0, gt=0)
+    """GPU temperature (°C) that is critical."""
+    mem_warn_pct: float = Field(default=80.0, gt=0, le=100)
+    """VRAM use (% of total) that is a warning."""
+    mem_critical_pct: float = Field(default=95.0, gt=0, le=100)
+    """VRAM use (% of total) that is critical."""
+    busy_util_pct: float = Field(default=10.0, ge=0, le=100)
+    """GPU utilisation above which the VM counts as busy for its idle timer."""
+    local: bool = True
+    """Also show the GPUs of the machine the console runs on (through NVML)."""
+
+    @model_validator(mode="after")
+    def _ordered_levels(self) -> Self:
+        if self.temp_warn_c > self.temp_critical_c:
+            raise ValueError(f"temp_warn_c ({self.temp_warn_c}) must not be above temp_critical_c ({self.temp_critical_c})")
+        if self.mem_warn_pct > self.mem_critical_pct:
+            raise ValueError(
+                f"mem_warn_pct ({self.mem_warn_pct}) must not be above mem_critical_pct ({self.mem_critical_pct})"
+            )
+        return self
+
+
+class SshConfig(_Section):
+    known_hosts: str | None = None
+    """known_hosts file that host keys are checked against; None: ``~/.ssh/known_hosts``."""
+    config_file: str | None = None
+    """OpenSSH client config read for aliases, users, ports and identities; None: ``~/.ssh/config``."""
+    max_handshakes: int = Field(default=8, ge=1, le=64)
+    """At most this many SSH handshakes at once across the fleet."""
+    keepalive_s: float = Field(default=15.0, ge=1, le=600)
+    """Seconds between keepalives; a connection that misses three is dropped and reopened."""
+    connect_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    """Seconds a connection attempt may take before it counts as failed."""
+
+
 class TensorDockConfig(_Section):
     instance_id: NonBlank
     """The instance's id, from the TensorDock dashboard."""
@@ -185,7 +247,7 @@ class ProxmoxConfig(_Section):
         if value is not None and not _PROXMOX_TOKEN_ID.fullmatch(value):
             # Hidden in the message: a pasted token secret would land here.
             raise PydanticCustomError(
-                _SECRET_TYPE, "must look like 'user@realm!tokenname' (the secret goes in token_secret_env)"
+                SECRET_TYPE, "must look like 'user@realm!tokenname' (the secret goes in token_secret_env)"
             )
         return value
 
@@ -289,6 +351,10 @@ class Settings(_Section):
     """The fleet (TOML ``[[vm]]``), in display order."""
     ui: UiConfig = Field(default_factory=UiConfig)
     """Look and behaviour of the terminal UI."""
+    gpu: GpuConfig = Field(default_factory=GpuConfig)
+    """GPU telemetry: sampling, thresholds, what counts as busy."""
+    ssh: SshConfig = Field(default_factory=SshConfig)
+    """How the console reaches VMs over SSH."""
     keys: dict[str, Annotated[str, AfterValidator(_check_key_list)]] = Field(default_factory=dict)
     """Binding id -> comma-separated keys (``vm-start = "ctrl+s"``), overriding the defaults;
     the ids are listed in docs/keybindings.md."""
@@ -335,13 +401,13 @@ def settings_from_toml_text(text: str, source_name: str = "<config>") -> Setting
 
 def settings_from_data(data: dict[str, Any], source_name: str = "<config>") -> Settings:
     """Validate already-parsed TOML data (a dict as tomllib returns it)."""
-    secret_locs = list(_secret_key_locs(data))
-    problems = [ConfigProblem(_field_path(loc, data), None, _secret_key_reason(loc)) for loc in secret_locs]
+    problems = secret_key_problems(data)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        skip = set(secret_locs)  # already reported, without their values
-        problems += [_problem(err, data) for err in exc.errors(include_url=False) if err["loc"] not in skip]
+        skip = {problem.loc for problem in problems}  # already reported, without their values
+        errors = [err for err in exc.errors(include_url=False) if tuple(err["loc"]) not in skip]
+        problems += [validation_problem(err, data, Settings) for err in errors]
     else:
         if not problems:
             return settings
@@ -349,87 +415,3 @@ def settings_from_data(data: dict[str, Any], source_name: str = "<config>") -> S
     lines = "\n".join(f"  {p}" for p in problems)
     message = f"{source_name}: invalid config ({count}):\n{lines}"
     raise ConfigError(message, source=source_name, problems=tuple(problems))
-
-
-def _secret_key_locs(node: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """Keys that look like they hold a secret; free-form tables (keys, states) are skipped."""
-    if isinstance(node, list):
-        for index, item in enumerate(node):
-            yield from _secret_key_locs(item, (*loc, index))
-        return
-    if not isinstance(node, dict) or loc == ("keys",) or (loc and loc[-1] == "states"):
-        return
-    for key, value in node.items():
-        if _SECRET_KEY.search(key) and not key.endswith("_env") and key not in _NOT_SECRET_KEYS:
-            yield (*loc, key)
-        else:
-            yield from _secret_key_locs(value, (*loc, key))
-
-
-def _secret_key_reason(loc: tuple[Any, ...]) -> str:
-    return (
-        "looks like a secret, and secrets are not read from the config file: put it in an"
-        f" environment variable and give that variable's name in a *_env field (e.g. {loc[-1]}_env)"
-    )
-
-
-def _problem(err: Mapping[str, Any], data: dict[str, Any]) -> ConfigProblem:
-    loc = tuple(err["loc"])
-    reason = re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
-    field = _field_path(loc, data)
-    if err["type"] == "extra_forbidden":
-        reason = "unknown key" + _suggestion(loc)
-    elif err["type"] == "list_type" and isinstance(err.get("input"), dict):
-        table = ".".join(part for part in loc if isinstance(part, str))
-        reason = f"write each entry as [[{table}]], with double brackets"
-    return ConfigProblem(field, _shown_value(err, loc), reason)
-
-
-def _shown_value(err: Mapping[str, Any], loc: tuple[Any, ...]) -> str | None:
-    value = err.get("input")
-    hidden = err["type"] in (_SECRET_TYPE, "missing") or (loc and str(loc[-1]).endswith("_env"))
-    # TOML has no null, so a None input is a key that was left out.
-    if hidden or value is None or isinstance(value, (dict, list, BaseModel)):
-        return None
-    text = ("true" if value else "false") if isinstance(value, bool) else repr(value)  # as written in TOML
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _field_path(loc: tuple[Any, ...], data: Any) -> str:
-    path, node = "", data
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
-            name = node.get("name") if isinstance(node, dict) else None
-            if isinstance(name, str) and _SLUG.fullmatch(name):
-                path += f" ({name})"
-        else:
-            key = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else repr(part)
-            path += f".{key}" if path else key
-            node = node.get(part) if isinstance(node, dict) else None
-    return path
-
-
-def _suggestion(loc: tuple[Any, ...]) -> str:
-    model: type[BaseModel] | None = Settings
-    for part in loc[:-1]:
-        if isinstance(part, str):
-            model = _SECTION_MODELS.get((model, part))
-    if model is None:
-        return ""
-    import difflib  # deferred: only an unknown key pays for it
-
-    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else f"; expected one of: {', '.join(model.model_fields)}"
-
-
-_SECTION_MODELS: dict[tuple[type[BaseModel] | None, str], type[BaseModel]] = {
-    (Settings, "budget"): BudgetConfig,
-    (Settings, "vm"): VmConfig,
-    (Settings, "ui"): UiConfig,
-    (VmConfig, "tensordock"): TensorDockConfig,
-    (VmConfig, "proxmox"): ProxmoxConfig,
-    (VmConfig, "command"): CommandConfig,
-    (VmConfig, "service"): ServiceConfig,
-}

@@ -23,6 +23,8 @@ class ConfigProblem:
     value: str | None
     """The bad value, repr'd and shortened; None when not shown (tables, secrets, missing keys)."""
     reason: str
+    loc: tuple[Any, ...] = ()
+    """pydantic's location of the problem, when it has one."""
 
     def __str__(self) -> str:
         where = f"{self.field} = {self.value}" if self.value is not None else self.field
