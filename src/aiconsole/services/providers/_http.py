@@ -211,11 +211,11 @@ class JsonApi:
     def server_message(self, response: httpx.Response) -> str:
         """The server's own words about a failure: JSON error fields, a custom reason phrase, or text."""
         try:
-            message = _message_in(response.json())
+            message = error_message_in(response.json())
         except ValueError:
             message = ""
         reason = response.reason_phrase
-        if not message and reason and reason != _phrase(response.status_code):
+        if not message and reason and reason != http_phrase(response.status_code):
             message = reason  # Proxmox puts its error text here
         if not message and "html" not in response.headers.get("content-type", ""):
             message = response.text[:200]
@@ -232,14 +232,14 @@ class JsonApi:
         return f": {message}" if message else ""
 
 
-def _message_in(payload: Any) -> str:
+def error_message_in(payload: Any) -> str:
     """Find an error message in the error shapes seen in the wild (JSON:API, plain, Proxmox)."""
     if not isinstance(payload, dict):
         return payload if isinstance(payload, str) else ""
     errors = payload.get("errors")
     if isinstance(errors, list) and errors:
         first = errors[0]
-        return first if isinstance(first, str) else _message_in(first)
+        return first if isinstance(first, str) else error_message_in(first)
     if isinstance(errors, dict) and errors:  # Proxmox: {"errors": {"param": "why"}}
         return "; ".join(f"{name}: {why}" for name, why in errors.items())
     for key in ("error", "message", "detail", "title", "msg"):
@@ -247,11 +247,11 @@ def _message_in(payload: Any) -> str:
         if isinstance(value, str) and value:
             return value
         if isinstance(value, dict):
-            return _message_in(value)
+            return error_message_in(value)
     return ""
 
 
-def _phrase(status: int) -> str:
+def http_phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
     except ValueError:
