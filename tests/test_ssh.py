@@ -425,3 +425,17 @@ async def test_bad_target_text_is_an_ssh_error(tmp_path, server) -> None:
     async with make_pool(server, tmp_path) as pool:
         with pytest.raises(SshUnavailable, match="password"):
             await pool.connection("vm", "me:pw@host")
+
+
+async def test_a_server_bound_before_the_loop_keeps_its_port_and_serves(tmp_path) -> None:
+    """The demo names the port in its config before any event loop runs (`bind()`)."""
+    server = LoopbackSshServer(tmp_path / "bound", script).bind()
+    reserved = server.port
+    async with server:
+        assert server.port == reserved
+        pool = make_pool(server, tmp_path)
+        try:
+            result = await pool.run("vm", server.target, "hello")
+            assert result.ok and result.stdout.strip() == "ran: hello"
+        finally:
+            await pool.aclose()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
@@ -54,6 +55,18 @@ class LoopbackSshServer:
         self.running_commands = 0
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._bound: socket.socket | None = None
+
+    def bind(self) -> LoopbackSshServer:
+        """Reserve the port now, before any event loop runs, so a config can name it.
+
+        The demo writes its config text before the servers start; `start()` then
+        listens on this very socket (no window in which another process could take it).
+        """
+        if self._bound is None and not self._port:
+            self._bound = socket.create_server((self.host, 0))
+            self._port = self._bound.getsockname()[1]
+        return self
 
     # --- where and who ------------------------------------------------------------------------
 
@@ -125,8 +138,10 @@ class LoopbackSshServer:
         """Listen (again, on the same port once it has one)."""
         if self._acceptor is not None:
             return
+        where = {"sock": self._bound} if self._bound is not None else {"host": self.host, "port": self._port}
+        self._bound = None  # a later re-listen (after refuse_connections) binds the port by number
         self._acceptor = await asyncssh.listen(
-            self.host, self._port, server_factory=lambda: _Server(self), reuse_address=True,
+            **where, server_factory=lambda: _Server(self), reuse_address=True,
             server_host_keys=[self.host_key],
             authorized_client_keys=asyncssh.import_authorized_keys(
                 self.client_key.export_public_key().decode()
