@@ -50,7 +50,7 @@ class HelpScreen(ModalScreen[None]):
             for key, description in self.rows
         ]
         if self.footnote:
-            lines += [Content(""), Content.styled(self.footnote, "$text-muted")]
+            lines += [Content(""), Content.styled(self.footnote, "$foreground-muted")]
         return Content("\n").join(lines)
 
     async def action_dismiss(self, result: None = None) -> None:

@@ -41,7 +41,7 @@ def budget_line(
     filled = min(bar_width, round(share * bar_width))
     style = _LEVEL_STYLE[level]
     return Content.assemble(
-        (label.ljust(_LABEL_WIDTH), "$text-muted"),
+        (label.ljust(_LABEL_WIDTH), "$foreground-muted"),
         ("━" * filled, style),
         ("━" * (bar_width - filled), track_style),
         (percent, style),

@@ -15,10 +15,10 @@ from aiconsole.domain.power import PowerState
 # reads right in 256 colours, in monochrome and for colour-blind operators.
 _POWER_LOOK: dict[PowerState, tuple[str, str]] = {
     PowerState.RUNNING: ("●", "$success"),
-    PowerState.STOPPED: ("○", "$text-muted"),
+    PowerState.STOPPED: ("○", "$foreground-muted"),
     PowerState.STARTING: ("◐", "$warning"),
     PowerState.STOPPING: ("◑", "$warning"),
-    PowerState.UNKNOWN: ("?", "$text-muted"),
+    PowerState.UNKNOWN: ("?", "$foreground-muted"),
     PowerState.ERROR: ("✖", "$error"),
 }
 
@@ -35,11 +35,11 @@ def money_content(vm: VmSnapshot) -> Content:
     rate = "free" if vm.hourly_usd == 0 else f"{format_usd(vm.hourly_usd)}/h"
     return Content.assemble(
         (rate, "$text-accent"),
-        ("  today ", "$text-muted"),
+        ("  today ", "$foreground-muted"),
         format_usd(vm.cost_today_usd),
-        ("  month ", "$text-muted"),
+        ("  month ", "$foreground-muted"),
         format_usd(vm.cost_month_usd),
-        ("  run ", "$text-muted"),
+        ("  run ", "$foreground-muted"),
         format_usd(vm.cost_run_usd),
     )
 
@@ -49,24 +49,24 @@ def idle_content(vm: VmSnapshot) -> Content:
     idle = vm.idle
     if not vm.can_power:
         # Nothing to stop: an idle timer would only count from when the console first saw it.
-        return Content.styled("always on: no start, stop or idle stop", "$text-muted")
+        return Content.styled("always on: no start, stop or idle stop", "$foreground-muted")
     if vm.power is not PowerState.RUNNING or idle.idle_seconds is None:
         if vm.power is PowerState.STOPPED:
-            return Content.styled("stopped: not billed", "$text-muted")
-        return Content.styled("idle: not counted until running", "$text-muted")
+            return Content.styled("stopped: not billed", "$foreground-muted")
+        return Content.styled("idle: not counted until running", "$foreground-muted")
     if idle.busy_reasons:
-        return Content.assemble(("busy: ", "$text-muted"), ", ".join(idle.busy_reasons))
+        return Content.assemble(("busy: ", "$foreground-muted"), ", ".join(idle.busy_reasons))
     parts: list[str | tuple[str, str]] = [
-        ("idle ", "$text-muted"),
+        ("idle ", "$foreground-muted"),
         format_duration(idle.idle_seconds),
     ]
     if vm.idle_stop_minutes is None:
-        parts.append(("   no idle stop", "$text-muted"))
+        parts.append(("   no idle stop", "$foreground-muted"))
     elif idle.remaining_seconds is not None:
         soon = idle.remaining_seconds <= 300
-        parts += [("   stops in ", "$text-muted"), (format_duration(idle.remaining_seconds), "$warning bold" if soon else "")]
+        parts += [("   stops in ", "$foreground-muted"), (format_duration(idle.remaining_seconds), "$warning bold" if soon else "")]
     if idle.last_activity:
-        parts += [("   last: ", "$text-muted"), idle.last_activity]
+        parts += [("   last: ", "$foreground-muted"), idle.last_activity]
     return Content.assemble(*parts)
 
 
@@ -84,12 +84,12 @@ def status_content(vm: VmSnapshot, now: datetime) -> Content:
             stale = [(f"stale {format_duration(age_seconds)} · ", "$warning bold")]
         return Content.assemble(("⚠ ", "$error bold"), *stale, (vm.error, "$error"))
     if vm.checked_at is None:
-        return Content.styled("checking…", "$text-muted")
+        return Content.styled("checking…", "$foreground-muted")
     age = format_age((now - vm.checked_at).total_seconds())
     if vm.stale:
         return Content.styled(f"stale: last answer {age}", "$warning")
     detail = f"{vm.raw_state} · " if vm.raw_state else ""
-    return Content.styled(f"{detail}checked {age}", "$text-muted")
+    return Content.styled(f"{detail}checked {age}", "$foreground-muted")
 
 
 class VmCard(Widget, can_focus=True):
@@ -131,9 +131,9 @@ class VmCard(Widget, can_focus=True):
 
     def _apply_titles(self) -> None:
         # Content, not str: a str title would be parsed as markup, and labels come from providers.
-        title = [(self.vm.name, "bold"), ("  ", ""), (self.vm.provider, "$text-muted")]
+        title = [(self.vm.name, "bold"), ("  ", ""), (self.vm.provider, "$foreground-muted")]
         if self.vm.label and self.vm.label != self.vm.name:
-            title += [("  ", ""), (self.vm.label, "$text-muted italic")]
+            title += [("  ", ""), (self.vm.label, "$foreground-muted italic")]
         self.border_title = Content.assemble(*title)
         self.border_subtitle = status_content(self.vm, self.now)
 
