@@ -30,8 +30,14 @@ class Runtime:
     """Where the settings came from: a config path, or "demo fleet"."""
     theme_dirs: list[Path] = field(default_factory=list)
     """The user's own theme folders (next to their config)."""
+    telemetry_options: dict = field(default_factory=dict)
+    """Extra options for the SSH pool of the telemetry (the demo passes its client keys)."""
     cleanup: list[Callable[[], None]] = field(default_factory=list)
     """Run after the monitor is closed (e.g. removing the demo's temporary data)."""
+
+    def build_telemetry(self):
+        """The telemetry hub. Imports asyncssh (~0.3 s): the TUI calls it in a worker."""
+        return build_telemetry(self.settings, **self.telemetry_options)
 
     def finish(self) -> None:
         for step in self.cleanup:
@@ -150,3 +156,28 @@ def build_monitor(
         resources=resources,
         **extra,
     )
+
+
+def build_telemetry(settings: Settings, *, client_keys: list[Path] | None = None, clock=None):
+    """The SSH pool and the telemetry hub for `settings` (a feed per running VM with `ssh`)."""
+    from aiconsole.services.ssh import SshPool
+    from aiconsole.services.telemetry import TelemetryHub
+
+    ssh = settings.ssh
+    pool_options: dict = {"use_agent": False, "client_keys": client_keys} if client_keys else {}
+    pool = SshPool(
+        known_hosts=Path(ssh.known_hosts).expanduser() if ssh.known_hosts else None,
+        config_file=Path(ssh.config_file).expanduser() if ssh.config_file else None,
+        max_handshakes=ssh.max_handshakes,
+        keepalive_s=ssh.keepalive_s,
+        connect_timeout_s=ssh.connect_timeout_s,
+        **pool_options,
+    )
+    local = None
+    if settings.gpu.local:
+        from aiconsole.services.gpu_feed import LocalGpuFeed
+        from aiconsole.services.nvml import LocalGpus
+
+        local = LocalGpuFeed(LocalGpus(), interval_s=settings.gpu.interval_s, busy_util_pct=settings.gpu.busy_util_pct)
+    extra = {"clock": clock} if clock is not None else {}
+    return TelemetryHub(settings, pool, local=local, **extra)

@@ -95,11 +95,11 @@ def demo_runtime(
     from aiconsole.paths import demo_data_dir
     from aiconsole.services.ledger import Ledger
 
-    fleet = fleet or DemoFleet()
-    settings = settings_from_toml_text(fleet.config_text, DEMO_SOURCE)
     base = demo_data_dir(environ)
     base.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=base))
+    fleet = fleet or DemoFleet(folder)
+    settings = settings_from_toml_text(fleet.config_text, DEMO_SOURCE)
     ledger = Ledger.open(folder / "ledger.sqlite3")
     now = clock() if clock is not None else datetime.now(timezone.utc)
     fleet.seed_ledger(ledger, now, local_timezone(settings.budget.timezone, environ))
@@ -113,5 +113,6 @@ def demo_runtime(
         transition_poll_seconds=transition_poll_seconds,
     )
     runtime = Runtime(settings, monitor, source=DEMO_SOURCE)
+    runtime.telemetry_options = {"client_keys": fleet.telemetry.client_keys, "clock": clock}
     runtime.cleanup.append(lambda: shutil.rmtree(folder, ignore_errors=True))
     return runtime

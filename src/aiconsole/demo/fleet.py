@@ -12,10 +12,14 @@ text can name them; the servers start accepting when the monitor opens the fleet
 from __future__ import annotations
 
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
 
+from aiconsole.demo.fleet_telemetry import DemoTelemetry
 from aiconsole.demo.proxmox_api import FakeProxmox
 from aiconsole.demo.tensordock_api import FakeTensorDock
 from aiconsole.domain.power import PowerState
@@ -23,6 +27,7 @@ from aiconsole.domain.power import PowerState
 INFERENCE_ID = "7c1e4a52-inference-4090"
 TRAINING_ID = "9f03b6d8-training-4090"
 PROXMOX_TOKEN_ID = "root@pam!aiconsole"
+_VMS = ("inference", "training", "homelab", "brain")
 
 _CONFIG_TEMPLATE = """\
 # The demo fleet (generated): the shape of the operator's real fleet, on loopback.
@@ -31,34 +36,44 @@ daily_usd = 5.0
 monthly_usd = 50.0
 timezone = "{timezone}"
 
+[gpu]
+local = false
+
+[ssh]
+known_hosts = "{known_hosts}"
+config_file = "{ssh_config}"
+
 [[vm]]
 name = "inference"
 provider = "tensordock"
 hourly_usd = 0.35
 idle_stop_minutes = 30
 poll_seconds = 5
+ssh = "{ssh_inference}"
 [vm.tensordock]
 instance_id = "{inference_id}"
 api_key_env = "DEMO_TENSORDOCK_API_KEY"
 api_url = "{tensordock_url}"
-
+{services_inference}
 [[vm]]
 name = "training"
 provider = "tensordock"
 hourly_usd = 0.35
 idle_stop_minutes = 30
 poll_seconds = 5
+ssh = "{ssh_training}"
 [vm.tensordock]
 instance_id = "{training_id}"
 api_key_env = "DEMO_TENSORDOCK_API_KEY"
 api_url = "{tensordock_url}"
-
+{services_training}
 [[vm]]
 name = "homelab"
 provider = "proxmox"
 hourly_usd = 0.0
 idle_stop_minutes = 120
 poll_seconds = 5
+ssh = "{ssh_homelab}"
 [vm.proxmox]
 api_url = "{proxmox_url}"
 node = "pve"
@@ -67,12 +82,13 @@ token_id = "{proxmox_token_id}"
 token_secret_env = "DEMO_PROXMOX_TOKEN_SECRET"
 verify_tls = false
 shutdown_timeout_s = 20
-
+{services_homelab}
 [[vm]]
 name = "brain"
 provider = "static"
 poll_seconds = 30
-"""
+ssh = "{ssh_brain}"
+{services_brain}"""
 
 
 class DemoFleet:
@@ -80,6 +96,7 @@ class DemoFleet:
 
     def __init__(
         self,
+        directory: Path | None = None,
         *,
         start_seconds: float = 4.0,
         stop_seconds: float = 3.0,
@@ -104,6 +121,10 @@ class DemoFleet:
         self.proxmox.add_guest(101, "gpu-workstation", node="pve", status="running")
         self.tensordock.server.bind()
         self.proxmox.server.bind()
+        # The SSH servers' keys and known_hosts; a folder of our own is removed on exit.
+        self._own_directory = directory is None
+        self.directory = Path(tempfile.mkdtemp(prefix="aiconsole-demo-")) if directory is None else directory
+        self.telemetry = DemoTelemetry(self.directory / "ssh")
 
     @property
     def config_text(self) -> str:
@@ -114,16 +135,24 @@ class DemoFleet:
             tensordock_url=self.tensordock.url,
             proxmox_url=self.proxmox.url,
             proxmox_token_id=PROXMOX_TOKEN_ID,
+            known_hosts=self.telemetry.known_hosts_path,
+            ssh_config=self.telemetry.directory / "no-ssh-config",
+            **{f"ssh_{vm}": self.telemetry.ssh_target(vm) for vm in _VMS},
+            **{f"services_{vm}": self.telemetry.services_toml(vm) for vm in _VMS},
         )
 
     async def __aenter__(self) -> DemoFleet:
         await self.tensordock.start()
         await self.proxmox.start()
+        await self.telemetry.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await self.telemetry.__aexit__(*exc_info)
         await self.proxmox.close()
         await self.tensordock.close()
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     @staticmethod
     def seed_ledger(ledger, now: datetime, tz: tzinfo) -> None:

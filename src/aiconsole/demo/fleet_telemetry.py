@@ -1,0 +1,104 @@
+"""The demo fleet's SSH side: a simulated GPU VM behind SSH per host, and its services.
+
+- inference: one RTX 4090 serving models (Ollama through SSH, Open WebUI direct);
+- training: one RTX 4090 flat out on a LoRA run, running hot (MLflow through SSH);
+- homelab: a 4090 workstation that drops its connection now and then, with LocalAI
+  loading its model for the first 20 seconds;
+- brain: no GPU at all (its nvidia-smi is "command not found"), a small API.
+
+Every port is bound when the fleet is made, before any event loop runs, so the demo's
+config text can name them (see `DemoFleet`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiconsole.demo.gpu_host import GpuHost, flap_connections
+from aiconsole.demo.gpu_sim import IDLE_LOAD, INFERENCE_LOAD, TRAINING_LOAD
+from aiconsole.demo.health_api import FakeServiceHealth
+from aiconsole.demo.ssh_server import LoopbackSshServer, not_found
+
+
+@dataclass
+class DemoService:
+    vm: str
+    name: str
+    kind: str
+    fake: FakeServiceHealth
+    path: str = ""
+    via_ssh: bool = False
+
+    def toml(self) -> str:
+        return (
+            f'[[vm.service]]\nname = "{self.name}"\nkind = "{self.kind}"\n'
+            f'url = "{self.fake.server.url}{self.path}"\nvia_ssh = {str(self.via_ssh).lower()}\n'
+        )
+
+
+class DemoTelemetry:
+    """SSH servers and service fakes of the demo fleet; an async context manager."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.hosts = {
+            "inference": GpuHost(seed=11, load=INFERENCE_LOAD),
+            "training": GpuHost(seed=12, load=TRAINING_LOAD, process=(5150, "python3")),
+            "homelab": GpuHost(seed=13, load=IDLE_LOAD, process=(777, "local-ai"), flaky=True),
+        }
+        self.servers = {name: LoopbackSshServer(directory / name, host).bind() for name, host in self.hosts.items()}
+        self.servers["brain"] = LoopbackSshServer(directory / "brain", not_found).bind()
+        self.services = [
+            DemoService("inference", "ollama", "ollama", FakeServiceHealth("ollama"), via_ssh=True),
+            DemoService("inference", "open-webui", "http", FakeServiceHealth("open-webui"), "/health"),
+            DemoService("training", "mlflow", "mlflow", FakeServiceHealth("mlflow"), via_ssh=True),
+            DemoService("homelab", "localai", "openai", FakeServiceHealth("localai")),
+            DemoService("brain", "knowledge-api", "http", FakeServiceHealth("open-webui"), "/health"),
+        ]
+        for service in self.services:
+            service.fake.server.bind()
+        self._stack = AsyncExitStack()
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return self.directory / "known_hosts"
+
+    @property
+    def client_keys(self) -> list[Path]:
+        return [server.client_key_path for server in self.servers.values()]
+
+    def ssh_target(self, vm: str) -> str:
+        return self.servers[vm].target
+
+    def services_toml(self, vm: str) -> str:
+        return "".join(service.toml() for service in self.services if service.vm == vm)
+
+    async def __aenter__(self) -> DemoTelemetry:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lines = "".join(server.known_hosts_line for server in self.servers.values())
+        self.known_hosts_path.write_text(lines)
+        for server in self.servers.values():
+            await self._stack.enter_async_context(server)
+        for service in self.services:
+            await self._stack.enter_async_context(service.fake)
+        localai = next(s.fake for s in self.services if s.name == "localai")
+        localai.loading(20.0)  # like LocalAI loading its model after a start: 503, "starting"
+        flapping = asyncio.create_task(
+            flap_connections(self.servers["homelab"], every_s=45.0, down_s=3.0, rng=random.Random(13)),
+            name="demo-flaky-homelab",
+        )
+        self._stack.push_async_callback(_cancel, flapping)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task

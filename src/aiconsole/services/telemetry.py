@@ -1,0 +1,183 @@
+"""The telemetry hub: a GPU feed and service checks for every VM that is running.
+
+It follows the fleet: a VM whose power is `running` (always-on hosts report running)
+and that has an `ssh` target gets its feed (one persistent SSH connection, one
+long-running nvidia-smi); when it stops, its feed is cancelled and its connection
+closed, so a stopped VM opens no connection. Services are checked on their kind's
+path every `health_interval_s`, through the VM's SSH forward when `via_ssh` is set.
+The UI and the CLI read one immutable `TelemetrySnapshot` at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
+from datetime import datetime
+
+from aiconsole.domain.fleet import FleetSnapshot
+from aiconsole.domain.gpu_levels import GpuThresholds, LevelCrossing
+from aiconsole.domain.health import HealthTarget, ServiceHealth, unchecked
+from aiconsole.domain.power import PowerState
+from aiconsole.domain.sanitize import sanitize_line
+from aiconsole.domain.telemetry import FeedState, HostTelemetry, TelemetrySnapshot
+from aiconsole.services.endpoints import Endpoints
+from aiconsole.services.gpu_feed import LocalGpuFeed, RemoteGpuFeed
+from aiconsole.services.gpu_feed_base import GpuFeed, utc_now
+from aiconsole.services.health import HealthChecker
+from aiconsole.services.ssh import SshError, SshPool
+
+log = logging.getLogger(__name__)
+
+
+def thresholds_from(gpu_settings) -> GpuThresholds:
+    return GpuThresholds(
+        temp_warn_c=gpu_settings.temp_warn_c,
+        temp_critical_c=gpu_settings.temp_critical_c,
+        mem_warn_pct=gpu_settings.mem_warn_pct,
+        mem_critical_pct=gpu_settings.mem_critical_pct,
+    )
+
+
+class TelemetryHub:
+    def __init__(
+        self,
+        settings,
+        pool: SshPool,
+        *,
+        checker: HealthChecker | None = None,
+        local: LocalGpuFeed | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        health_interval_s: float = 10.0,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.endpoints = Endpoints(pool)
+        for vm in settings.vm:
+            self.endpoints.add_vm(vm)
+        self.checker = checker or HealthChecker()
+        self.local = local
+        self._clock = clock
+        self._health_interval_s = health_interval_s
+        self._on_change = on_change
+        self._thresholds = thresholds_from(settings.gpu)
+        self._feeds: dict[str, RemoteGpuFeed] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._health: dict[str, tuple[ServiceHealth, ...]] = {
+            vm.name: tuple(unchecked(s.name, s.kind, str(s.url)) for s in vm.service) for vm in settings.vm
+        }
+        self._running: set[str] = set()
+
+    # -- following the fleet ---------------------------------------------------------------
+
+    def follow(self, fleet: FleetSnapshot) -> None:
+        """Start feeds for VMs that run and have an `ssh` target; stop the others'."""
+        power = {vm.name: vm.power for vm in fleet.vms}
+        for vm in self.settings.vm:
+            running = power.get(vm.name) is PowerState.RUNNING
+            (self._running.add if running else self._running.discard)(vm.name)
+            if running and vm.ssh and vm.name not in self._tasks:
+                self._start_feed(vm)
+            elif not running and vm.name in self._tasks:
+                self._stop_feed(vm.name)
+            if not running:  # results from before it stopped would read as current
+                self._health[vm.name] = tuple(unchecked(s.name, s.kind, str(s.url)) for s in vm.service)
+
+    def _start_feed(self, vm) -> None:
+        gpu = self.settings.gpu
+        feed = RemoteGpuFeed(
+            vm.name,
+            self.pool,
+            vm.ssh,
+            interval_s=gpu.interval_s,
+            processes_interval_s=gpu.processes_interval_s,
+            thresholds=self._thresholds,
+            busy_util_pct=gpu.busy_util_pct,
+            on_change=lambda _feed: self._on_change(),
+            clock=self._clock,
+        )
+        self._feeds[vm.name] = feed
+        self._tasks[vm.name] = asyncio.get_running_loop().create_task(feed.run(), name=f"gpu-feed-{vm.name}")
+
+    def _stop_feed(self, name: str) -> None:
+        self._tasks.pop(name).cancel()
+        self._feeds.pop(name, None)
+        # Closing is async; the pool's close never raises.
+        asyncio.get_running_loop().create_task(self.pool.close(name), name=f"ssh-close-{name}")
+
+    async def run(self, fleet: Callable[[], FleetSnapshot]) -> None:
+        """Follow the fleet once a second and check services, until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            if self.local is not None:
+                group.create_task(self.local.run(), name="gpu-feed-local")
+            group.create_task(self._check_services_forever(), name="health-checks")
+            while True:
+                self.follow(fleet())
+                await asyncio.sleep(1.0)
+
+    async def aclose(self) -> None:
+        for name in list(self._tasks):
+            self._tasks.pop(name).cancel()
+        self._feeds.clear()
+        await self.pool.aclose()
+        with suppress(Exception):
+            await self.checker.aclose()
+
+    # -- service health --------------------------------------------------------------------
+
+    async def _check_services_forever(self) -> None:
+        while True:
+            await self.check_services()
+            await asyncio.sleep(self._health_interval_s)
+
+    async def check_services(self) -> None:
+        """Check every service of every running VM once; a VM that is not running is not asked."""
+        for vm in self.settings.vm:
+            if vm.name in self._running and vm.service:
+                self._health[vm.name] = tuple(await self._check_vm(vm))
+        self._on_change()
+
+    async def _check_vm(self, vm) -> list[ServiceHealth]:
+        targets: list[HealthTarget] = []
+        failed: list[ServiceHealth] = []
+        for service in vm.service:
+            try:
+                url = await self.endpoints.url(vm.name, service.name, wait=False)
+            except SshError as error:  # no connection yet: the forward cannot exist
+                failed.append(replace(unchecked(service.name, service.kind, str(service.url)), error=sanitize_line(str(error))))
+                continue
+            targets.append(HealthTarget(service.name, service.kind, url, shown_as=str(service.url)))
+        checked = await self.checker.check_all(targets) if targets else []
+        by_name = {health.name: health for health in [*checked, *failed]}
+        return [by_name[service.name] for service in vm.service]
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def feed(self, name: str) -> GpuFeed | None:
+        return self.local if self.local is not None and name == self.local.host else self._feeds.get(name)
+
+    def snapshot(self) -> TelemetrySnapshot:
+        now = self._clock()
+        hosts = [self._host(vm.name, now) for vm in self.settings.vm]
+        if self.local is not None:
+            hosts.append(self.local.view(now))
+        return TelemetrySnapshot(at=now, hosts=tuple(hosts))
+
+    def _host(self, name: str, now: datetime) -> HostTelemetry:
+        services = self._health.get(name, ())
+        feed = self._feeds.get(name)
+        if feed is None:
+            return HostTelemetry(name, FeedState.OFF, services=services)
+        view = feed.view(now)
+        return replace(view, services=services) if services else view
+
+    def busy(self, now: datetime) -> dict[str, bool | None]:
+        """Per running VM with a feed: is its GPU busy (None: unknown)."""
+        return {name: feed.busy(now) for name, feed in self._feeds.items()}
+
+    def take_crossings(self) -> list[LevelCrossing]:
+        feeds = [*self._feeds.values(), *([self.local] if self.local is not None else [])]
+        return [crossing for feed in feeds for crossing in feed.take_crossings()]

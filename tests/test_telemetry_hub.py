@@ -1,0 +1,93 @@
+"""The telemetry hub follows the fleet: feeds and checks only for VMs that run.
+
+Real peers on loopback: a `LoopbackSshServer` whose nvidia-smi is a simulated RTX 4090
+(`demo.gpu_host`), and a fake Ollama reached through the VM's SSH port forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiconsole.config import settings_from_toml_text
+from aiconsole.demo.gpu_host import GpuHost
+from aiconsole.demo.gpu_sim import TRAINING_LOAD
+from aiconsole.demo.health_api import FakeServiceHealth
+from aiconsole.domain.fleet import BudgetSnapshot, FleetSnapshot, IdleStatus, VmSnapshot
+from aiconsole.domain.health import HealthState
+from aiconsole.domain.power import PowerState
+from aiconsole.domain.telemetry import FeedState
+from aiconsole.services.ssh import SshPool
+from aiconsole.services.telemetry import TelemetryHub
+
+NOW = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
+
+
+def fleet(**power: PowerState) -> FleetSnapshot:
+    vms = tuple(
+        VmSnapshot(name, "tensordock", state, 0.35, 0, 0, 0, IdleStatus(None, None), 30, True)
+        for name, state in power.items()
+    )
+    return FleetSnapshot(NOW, vms, BudgetSnapshot(5, 50, 0, 0))
+
+
+def config(ssh_target: str, ollama_port: int) -> str:
+    return f"""
+[gpu]
+interval_s = 0.2
+local = false
+
+[[vm]]
+name = "training"
+provider = "static"
+ssh = "{ssh_target}"
+[[vm.service]]
+name = "ollama"
+kind = "ollama"
+url = "http://127.0.0.1:{ollama_port}"
+via_ssh = true
+
+[[vm]]
+name = "stopped-one"
+provider = "static"
+ssh = "{ssh_target}"
+"""
+
+
+async def wait_until(condition, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_running_vm_gets_gpus_and_services_and_a_stopped_one_opens_no_connection(tmp_path: Path) -> None:
+    host = GpuHost(seed=3, load=TRAINING_LOAD, count=2)
+    async with host.serve(tmp_path / "ssh") as server, FakeServiceHealth("ollama") as ollama:
+        port = int(ollama.url.rsplit(":", 1)[1].split("/")[0])
+        settings = settings_from_toml_text(config(server.target, port), "test.toml")
+        pool = SshPool(
+            known_hosts=server.known_hosts_path, config_file=tmp_path / "none", client_keys=[server.client_key_path],
+            use_agent=False, backoff_base_s=0.05, backoff_max_s=0.2,
+        )  # fmt: skip
+        hub = TelemetryHub(settings, pool, health_interval_s=0.2)
+        current = fleet(training=PowerState.RUNNING, **{"stopped-one": PowerState.STOPPED})
+        runner = asyncio.create_task(hub.run(lambda: current))
+        try:
+            await wait_until(lambda: hub.snapshot().host("training").state is FeedState.LIVE)
+            await wait_until(lambda: hub.snapshot().host("training").services[0].state is HealthState.UP)
+            training = hub.snapshot().host("training")
+            assert [gpu.sample.name for gpu in training.gpus] == ["NVIDIA GeForce RTX 4090"] * 2
+            assert training.services[0].version == "0.12.6"
+            assert training.services[0].url_shown == f"http://127.0.0.1:{port}"
+            assert hub.snapshot().host("stopped-one").state is FeedState.OFF
+            assert server.connections_made == 1, "only the running VM connects"
+            assert hub.busy(NOW)["training"] is True  # the training load keeps the GPU above 10 %
+
+            current = fleet(training=PowerState.STOPPED, **{"stopped-one": PowerState.STOPPED})
+            await wait_until(lambda: hub.snapshot().host("training").state is FeedState.OFF, timeout=5)
+            await wait_until(lambda: server.running_commands == 0, timeout=5)
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            await hub.aclose()
