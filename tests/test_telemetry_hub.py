@@ -91,3 +91,26 @@ async def test_a_running_vm_gets_gpus_and_services_and_a_stopped_one_opens_no_co
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
             await hub.aclose()
+
+
+def test_gpu_activity_resets_the_idle_timer_and_is_saved_at_most_once_a_minute(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from aiconsole.services.fleet import FleetMonitor
+    from aiconsole.services.ledger import Ledger
+
+    settings = settings_from_toml_text('[[vm]]\nname = "gpu-box"\nprovider = "static"\n', "t.toml")
+    ledger = Ledger.open(tmp_path / "ledger.sqlite3")
+    clock = [NOW]
+    monitor = FleetMonitor(settings, ledger, lambda vm: None, tz=UTC, clock=lambda: clock[0])
+    writes = []
+    original = ledger.record_activity
+    ledger.record_activity = lambda *args, **kw: (writes.append(args), original(*args, **kw))[1]
+    for second in range(0, 130):
+        clock[0] = NOW + timedelta(seconds=second)
+        monitor.note_activity("gpu-box", "gpu", "GPU busy", clock[0])
+    assert [args[2] for args in writes] == [NOW, NOW + timedelta(seconds=60), NOW + timedelta(seconds=120)]
+    assert ledger.last_activity("gpu-box").at == NOW + timedelta(seconds=120)
+    signal = monitor._states["gpu-box"].signals["gpu"]
+    assert signal.at == NOW + timedelta(seconds=129) and signal.detail == "GPU busy"
+    monitor.note_activity("no-such-vm", "gpu", "ignored")  # unknown VMs are ignored, not an error

@@ -320,7 +320,7 @@ async def test_a_config_error_while_loading_exits_with_status_2(tmp_path: Path, 
     def load():
         raise ConfigError("x.toml: invalid value for vm[0].hourly_usd: -1")
 
-    app = AiConsoleApp(load, source="x.toml")
+    app = AiConsoleApp(load, source="x.toml", telemetry=False)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.return_code is not None, what="the app to exit")
     assert app.return_code == EXIT_BAD_CONFIG == 2

@@ -136,7 +136,7 @@ def _trouble_app(tmp_path: Path, clock: StoppedClock) -> tuple[AiConsoleApp, Fak
     def load():
         return config_runtime(config, environ, tmp_path, clock=clock, resources=(good, lapsing))
 
-    return AiConsoleApp(load, source="test-fleet.toml"), lapsing
+    return AiConsoleApp(load, source="test-fleet.toml", telemetry=False), lapsing
 
 
 def test_vms_in_trouble_error_stale_unknown_checking(snap_compare, tmp_path: Path) -> None:

@@ -92,7 +92,12 @@ def demo_app(
         )
 
     app = AiConsoleApp(
-        load, source=DEMO_SOURCE, read_only=read_only, theme_name=theme_name, theme_dirs=theme_dirs
+        load,
+        source=DEMO_SOURCE,
+        read_only=read_only,
+        theme_name=theme_name,
+        theme_dirs=theme_dirs,
+        telemetry=False,  # these tests are about the Fleet tab; telemetry has its own tests
     )
     return app
 

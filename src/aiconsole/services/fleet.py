@@ -36,6 +36,7 @@ ProviderFactory = Callable[[object], VmProvider]
 """Builds the provider for one VM config; may raise ProviderError (e.g. a missing key)."""
 
 MAX_BACKOFF_SECONDS = 300.0
+PERSIST_ACTIVITY_EVERY_S = 60.0
 STALE_AFTER_POLLS = 3
 
 
@@ -54,6 +55,8 @@ class _VmState:
     signals: dict[str, ActivitySignal] = field(default_factory=dict)
     pending: str = ""
     failures: int = 0
+    saved_at: dict[str, datetime] = field(default_factory=dict)
+    """When each kind of outside activity was last written to the ledger."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -171,6 +174,22 @@ class FleetMonitor:
 
     async def stop_vm(self, name: str) -> None:
         await self._power(self._state(name), "stop")
+
+    def note_activity(self, name: str, kind: str, detail: str, at: datetime | None = None) -> None:
+        """An activity signal from outside (GPU use, later chat streams...): resets the idle timer.
+
+        Kept in memory at once; written to the ledger at most once a minute per VM and
+        kind, since a busy GPU reports itself every second.
+        """
+        state = self._states.get(name)
+        if state is None:
+            return
+        at = at or self._clock()
+        state.signals[kind] = ActivitySignal(name, kind, at, detail)
+        last_saved = state.saved_at.get(kind)
+        if last_saved is None or (at - last_saved).total_seconds() >= PERSIST_ACTIVITY_EVERY_S:
+            self.ledger.record_activity(name, kind, at, detail)
+            state.saved_at[kind] = at
 
     async def _power(self, state: _VmState, action: str) -> None:
         """Carry out start/stop through the provider, recorded as an operator action."""

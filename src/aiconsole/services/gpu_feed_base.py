@@ -10,7 +10,7 @@ hosts x 8 GPUs in the benchmark), so it returns the same object until something 
 would change: a frame, a state, the processes, or freshness (a GPU turning stale; while
 stale, its age ticking over a whole second). Histories are bounded rings (one point per
 sample for `history_s`) copied into tuples only when a view is built after a new
-sample. Per frame the work is O(GPUs): one level update (`crossings`, with hysteresis)
+sample, and then reused until the next one. Per frame the work is O(GPUs): one level update (`crossings`, with hysteresis)
 and three ring appends per GPU.
 
 Freshness: a GPU is stale when its last sample is older than `STALE_AFTER_INTERVALS`
@@ -65,25 +65,33 @@ def utc_now() -> datetime:
 
 
 class _GpuTrack:
-    """One GPU's latest sample and its history rings (mutable, private to the feed)."""
+    """One GPU's latest sample and its history rings (mutable, private to the feed).
 
-    __slots__ = ("history", "key", "mem", "sample", "temp", "util")
+    The rings are lists trimmed from the front rather than `deque(maxlen=...)`: copying a
+    300-point list into a tuple is a memcpy (~0.7 us), a deque is walked item by item (~3.6
+    us), and the copy happens for every GPU after every frame; the trim is a small memmove."""
+
+    __slots__ = ("history", "key", "length", "mem", "sample", "temp", "util")
 
     def __init__(self, key: str, sample: GpuSample, length: int) -> None:
         self.key = key
         self.sample = sample
-        self.util: deque[float | None] = deque((sample.util_pct,), maxlen=length)
-        self.temp: deque[float | None] = deque((sample.temp_c,), maxlen=length)
-        self.mem: deque[float | None] = deque((mem_percent(sample.mem_used_mib, sample.mem_total_mib),), maxlen=length)
+        self.length = length
+        self.util: list[float | None] = [sample.util_pct]
+        self.temp: list[float | None] = [sample.temp_c]
+        self.mem: list[float | None] = [mem_percent(sample.mem_used_mib, sample.mem_total_mib)]
         self.history: GpuHistory | None = None
 
     def add(self, sample: GpuSample) -> None:
         if sample is self.sample:  # a round the parser reopened and emitted again: no new point
             return
         self.sample = sample
-        self.util.append(sample.util_pct)
-        self.temp.append(sample.temp_c)
-        self.mem.append(mem_percent(sample.mem_used_mib, sample.mem_total_mib))
+        util, temp, mem = self.util, self.temp, self.mem
+        util.append(sample.util_pct)
+        temp.append(sample.temp_c)
+        mem.append(mem_percent(sample.mem_used_mib, sample.mem_total_mib))
+        if len(util) > self.length:
+            del util[0], temp[0], mem[0]
         self.history = None
 
     def history_view(self) -> GpuHistory:

@@ -108,14 +108,26 @@ class TelemetryHub:
         # Closing is async; the pool's close never raises.
         asyncio.get_running_loop().create_task(self.pool.close(name), name=f"ssh-close-{name}")
 
-    async def run(self, fleet: Callable[[], FleetSnapshot]) -> None:
-        """Follow the fleet once a second and check services, until cancelled."""
+    async def run(
+        self,
+        fleet: Callable[[], FleetSnapshot],
+        on_busy: Callable[[str, datetime], None] = lambda vm, at: None,
+    ) -> None:
+        """Follow the fleet once a second and check services, until cancelled.
+
+        `on_busy(vm, at)` is called each second for every VM whose GPU utilisation is
+        above the busy level: the idle timer's activity signal.
+        """
         async with asyncio.TaskGroup() as group:
             if self.local is not None:
                 group.create_task(self.local.run(), name="gpu-feed-local")
             group.create_task(self._check_services_forever(), name="health-checks")
             while True:
                 self.follow(fleet())
+                now = self._clock()
+                for vm, busy in self.busy(now).items():
+                    if busy:
+                        on_busy(vm, now)
                 await asyncio.sleep(1.0)
 
     async def aclose(self) -> None:
@@ -178,6 +190,7 @@ class TelemetryHub:
         """Per running VM with a feed: is its GPU busy (None: unknown)."""
         return {name: feed.busy(now) for name, feed in self._feeds.items()}
 
-    def take_crossings(self) -> list[LevelCrossing]:
+    def take_crossings(self) -> list[tuple[str, LevelCrossing]]:
+        """(host, crossing) for every threshold crossed since the last call: notify each once."""
         feeds = [*self._feeds.values(), *([self.local] if self.local is not None else [])]
-        return [crossing for feed in feeds for crossing in feed.take_crossings()]
+        return [(feed.host, crossing) for feed in feeds for crossing in feed.take_crossings()]

@@ -64,8 +64,12 @@ class AiConsoleApp(App[None]):
         theme_name: str | None = None,
         theme_hint: str | None = None,
         theme_dirs: Sequence[Path] = (),
+        telemetry: bool = True,
     ) -> None:
+        """`telemetry=False` leaves the GPU feeds and service checks off (the Fleet tab's
+        own tests and snapshots, whose pictures must not depend on live samples)."""
         super().__init__()
+        self._telemetry_on = telemetry
         self._load_runtime = load_runtime
         self.runtime: Runtime | None = None
         self.read_only = read_only
@@ -121,6 +125,30 @@ class AiConsoleApp(App[None]):
         self.mount(fleet_pane(runtime.monitor, read_only=self.read_only, id="fleet"), before=self.query_one(Footer))
         for warning in self._warnings:
             self.notify(warning, severity="warning", timeout=10, markup=False)
+        if self._telemetry_on:
+            self.run_worker(self._run_telemetry(runtime), group="telemetry", exclusive=True, exit_on_error=False)
+
+    async def _run_telemetry(self, runtime: Runtime) -> None:
+        """GPU feeds and service checks for the running VMs, until the app ends.
+
+        Built in a thread: importing asyncssh takes ~0.3 s, which must not freeze the UI.
+        A failure here shows on screen and leaves the rest of the console working.
+        """
+        import asyncio
+
+        try:
+            hub = await asyncio.to_thread(runtime.build_telemetry)
+        except Exception as error:  # shown, never fatal
+            self.notify(f"GPU telemetry is off: {error}", severity="error", markup=False, timeout=15)
+            return
+        fleet = self.fleet
+        if fleet is not None:
+            fleet.telemetry = hub
+        monitor = runtime.monitor
+        try:
+            await hub.run(monitor.snapshot, on_busy=lambda vm, at: monitor.note_activity(vm, "gpu", "GPU busy", at))
+        finally:
+            await hub.aclose()
 
     async def on_unmount(self) -> None:
         if self.runtime is not None:

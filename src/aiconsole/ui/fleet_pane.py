@@ -24,7 +24,9 @@ from aiconsole.ui.widgets.budget_bar import BudgetBars
 from aiconsole.ui.widgets.vm_card import VmCard
 
 if TYPE_CHECKING:
+    from aiconsole.domain.gpu_levels import LevelCrossing
     from aiconsole.services.fleet import FleetMonitor
+    from aiconsole.services.telemetry import TelemetryHub
 
 POWER_KEY_IDS = ("vm-start", "vm-stop")
 """The bindings --read-only takes out of the footer and help."""
@@ -55,6 +57,8 @@ class FleetPane(VerticalScroll):
         super().__init__(id=id, can_focus=False)
         self.monitor = monitor
         self.read_only = read_only
+        self.telemetry: TelemetryHub | None = None
+        """Set once the telemetry hub runs (it is built after the first frame: asyncssh is slow to import)."""
         self._snapshot: FleetSnapshot = monitor.snapshot()
 
     def compose(self) -> ComposeResult:
@@ -83,9 +87,25 @@ class FleetPane(VerticalScroll):
 
     def redraw(self) -> None:
         self._snapshot = snap = self.monitor.snapshot()
+        telemetry = self.telemetry.snapshot() if self.telemetry is not None else None
         self.query_one(BudgetBars).show(snap.budget)
         for vm in snap.vms:
-            self.query_one(f"#vm-{vm.name}", VmCard).show(vm, snap.at)
+            host = telemetry.host(vm.name) if telemetry is not None else None
+            self.query_one(f"#vm-{vm.name}", VmCard).show(vm, snap.at, host)
+        if self.telemetry is not None:
+            self._notify_crossings(self.telemetry.take_crossings())
+
+    def _notify_crossings(self, crossings: list[tuple[str, LevelCrossing]]) -> None:
+        """One notification per threshold crossed (the feeds apply hysteresis)."""
+        for host, crossing in crossings:
+            what = "temperature" if crossing.metric == "temp" else "VRAM"
+            value = f"{crossing.value:.0f} °C" if crossing.metric == "temp" else f"{crossing.value:.0f} %"
+            severity = {"critical": "error", "warning": "warning"}.get(crossing.to_level.value, "information")
+            self.notify(
+                f"{host} GPU{crossing.gpu_index} {what} {crossing.from_level.value} → {crossing.to_level.value} ({value})",
+                severity=severity,
+                markup=False,
+            )
 
     @property
     def snapshot(self) -> FleetSnapshot:

@@ -10,6 +10,8 @@ from textual.widget import Widget
 from aiconsole.domain.fleet import VmSnapshot
 from aiconsole.domain.format import format_age, format_duration, format_usd
 from aiconsole.domain.power import PowerState
+from aiconsole.domain.telemetry import FeedState, HostTelemetry
+from aiconsole.ui.widgets.gpu_gauges import PANE_WIDTH, host_gauges_content
 
 # Glyph and theme variable per state: shape and colour both differ, so the state
 # reads right in 256 colours, in monochrome and for colour-blind operators.
@@ -97,7 +99,7 @@ class VmCard(Widget, can_focus=True):
 
     DEFAULT_CSS = """
     VmCard {
-        height: 4;
+        height: auto;
         border: round $panel-lighten-2;
         border-title-color: $text;
         border-subtitle-color: $text-muted;
@@ -118,16 +120,28 @@ class VmCard(Widget, can_focus=True):
         super().__init__(id=id)
         self.vm = vm
         self.now = now
+        self.telemetry: HostTelemetry | None = None
         self._apply_titles()
 
     @property
     def vm_name(self) -> str:
         return self.vm.name
 
-    def show(self, vm: VmSnapshot, now: datetime) -> None:
-        self.vm, self.now = vm, now
+    def show(self, vm: VmSnapshot, now: datetime, telemetry: HostTelemetry | None = None) -> None:
+        lines_before = self._gauge_lines()
+        self.vm, self.now, self.telemetry = vm, now, telemetry
         self._apply_titles()
-        self.refresh()
+        self.refresh(layout=self._gauge_lines() != lines_before)
+
+    def _gauge_lines(self) -> int:
+        """How many lines the GPU block takes: a change of count needs a new layout."""
+        host = self.telemetry
+        if host is None or host.state is FeedState.OFF:
+            return 0
+        return len(host_gauges_content(host, width=self._inner_width()).split("\n"))
+
+    def _inner_width(self) -> int:
+        return max(20, self.content_size.width or PANE_WIDTH)
 
     def _apply_titles(self) -> None:
         # Content, not str: a str title would be parsed as markup, and labels come from providers.
@@ -138,6 +152,8 @@ class VmCard(Widget, can_focus=True):
         self.border_subtitle = status_content(self.vm, self.now)
 
     def render(self) -> Content:
-        return Content.assemble(
-            power_content(self.vm), "  ", money_content(self.vm), "\n", idle_content(self.vm)
-        )
+        text = Content.assemble(power_content(self.vm), "  ", money_content(self.vm), "\n", idle_content(self.vm))
+        host = self.telemetry
+        if host is None or host.state is FeedState.OFF:  # not running, or no ssh: no GPU block
+            return text
+        return Content.assemble(text, "\n", host_gauges_content(host, width=self._inner_width()))
