@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_run_status)
 
+    gpus = commands.add_parser("gpus", parents=[common], help="print the GPUs of the running VMs")
+    gpus.add_argument("--watch", action="store_true", help="keep printing, once per sampling interval")
+    gpus.set_defaults(handler=_run_gpus)
+
     vm = commands.add_parser("vm", help="start or stop one VM").add_subparsers(metavar="ACTION", required=True)
     start = vm.add_parser("start", parents=[common], help="start a VM and wait until it runs")
     start.add_argument("name")
@@ -138,6 +142,18 @@ def _run_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     try:
         return status_command(runtime, as_json=args.json, out=sys.stdout)
+    finally:
+        runtime.finish()
+
+
+def _run_gpus(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    runtime = _load_runtime(args, environ, sys.stderr)
+    if runtime is None:
+        return EXIT_USAGE
+    from aiconsole.commands_telemetry import gpus_command
+
+    try:
+        return gpus_command(runtime, watch=args.watch, out=sys.stdout)
     finally:
         runtime.finish()
 

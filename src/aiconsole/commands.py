@@ -16,6 +16,7 @@ from aiconsole.assembly import Runtime
 from aiconsole.domain.fleet import FleetSnapshot, VmSnapshot
 from aiconsole.domain.format import format_duration, format_percent, format_usd
 from aiconsole.domain.power import PowerState
+from aiconsole.domain.telemetry import TelemetrySnapshot
 from aiconsole.services.fleet import UnknownVmError
 from aiconsole.services.providers.base import ProviderError
 
@@ -23,17 +24,22 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def status_command(runtime: Runtime, *, as_json: bool, out: TextIO) -> int:
-    snapshot = asyncio.run(_fresh_snapshot(runtime))
-    out.write(json.dumps(snapshot_json(snapshot), indent=2) + "\n" if as_json else status_table(snapshot))
+    snapshot, telemetry = asyncio.run(_fresh_snapshot(runtime, with_telemetry=as_json))
+    out.write(json.dumps(snapshot_json(snapshot, telemetry), indent=2) + "\n" if as_json else status_table(snapshot))
     return EXIT_OK
 
 
-async def _fresh_snapshot(runtime: Runtime) -> FleetSnapshot:
+async def _fresh_snapshot(runtime: Runtime, *, with_telemetry: bool) -> tuple[FleetSnapshot, TelemetrySnapshot | None]:
+    """The fleet now, and (for JSON) one telemetry reading of its running VMs."""
+    from aiconsole.commands_telemetry import read_telemetry
+
     monitor = runtime.monitor
     try:
         await monitor.open()
         await monitor.refresh()
-        return monitor.snapshot()
+        fleet = monitor.snapshot()
+        telemetry = await read_telemetry(runtime, fleet) if with_telemetry else None
+        return fleet, telemetry
     finally:
         await monitor.close()
 
@@ -62,11 +68,20 @@ def vm_json(vm: VmSnapshot) -> dict:
     }
 
 
-def snapshot_json(snapshot: FleetSnapshot) -> dict:
+def snapshot_json(snapshot: FleetSnapshot, telemetry: TelemetrySnapshot | None = None) -> dict:
+    from aiconsole.commands_telemetry import gpus_json, services_json, telemetry_state_json
+
     budget = snapshot.budget
+    vms = []
+    for vm in snapshot.vms:
+        host = telemetry.host(vm.name) if telemetry is not None else None
+        vms.append(
+            vm_json(vm)
+            | {"gpus": gpus_json(host), "services": services_json(host), "telemetry": telemetry_state_json(host)}
+        )
     return {
         "at": snapshot.at.isoformat(),
-        "vms": [vm_json(vm) for vm in snapshot.vms],
+        "vms": vms,
         "budget": {
             "daily_usd": budget.daily_usd,
             "monthly_usd": budget.monthly_usd,
