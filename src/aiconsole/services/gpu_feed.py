@@ -29,7 +29,6 @@ import logging
 import random as _random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.domain.telemetry import LOCAL_HOST, FeedState
 from aiconsole.services.gpu_feed_base import DEFAULT_HISTORY_S, GpuFeed, OnChange, utc_now
 from aiconsole.services.ssh_errors import HostKeyRefused, SshError, SshUnavailable
+from aiconsole.services.tasks import cancel_until_done
 
 if TYPE_CHECKING:  # importing the pool imports asyncssh: only the caller that builds one pays for it
     from aiconsole.services.nvml import LocalGpuReading, LocalGpus
@@ -146,9 +146,7 @@ class RemoteGpuFeed(GpuFeed):
             while True:
                 await self._stream_and_pause()
         finally:
-            poller.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await poller
+            await asyncio.shield(cancel_until_done(poller))  # one cancel can be lost on 3.11: see tasks.py
 
     # --- the stream -------------------------------------------------------------------------------
 

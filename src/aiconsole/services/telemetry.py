@@ -28,6 +28,7 @@ from aiconsole.services.gpu_feed import LocalGpuFeed, RemoteGpuFeed
 from aiconsole.services.gpu_feed_base import GpuFeed, utc_now
 from aiconsole.services.health import HealthChecker
 from aiconsole.services.ssh import SshError, SshPool
+from aiconsole.services.tasks import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +104,13 @@ class TelemetryHub:
         self._tasks[vm.name] = asyncio.get_running_loop().create_task(feed.run(), name=f"gpu-feed-{vm.name}")
 
     def _stop_feed(self, name: str) -> None:
-        self._tasks.pop(name).cancel()
+        task = self._tasks.pop(name)
         self._feeds.pop(name, None)
-        # Closing is async; the pool's close never raises.
-        asyncio.get_running_loop().create_task(self.pool.close(name), name=f"ssh-close-{name}")
+        asyncio.get_running_loop().create_task(self._close_feed(name, task), name=f"ssh-close-{name}")
+
+    async def _close_feed(self, name: str, task: asyncio.Task[None]) -> None:
+        await cancel_until_done(task)
+        await self.pool.close(name)  # never raises
 
     async def run(
         self,
@@ -131,9 +135,10 @@ class TelemetryHub:
                 await asyncio.sleep(1.0)
 
     async def aclose(self) -> None:
-        for name in list(self._tasks):
-            self._tasks.pop(name).cancel()
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
         self._feeds.clear()
+        await cancel_until_done(*tasks)
         await self.pool.aclose()
         with suppress(Exception):
             await self.checker.aclose()
