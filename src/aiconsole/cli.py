@@ -134,39 +134,34 @@ def _run_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> i
     return run_config_check(_config_file(args, environ), sys.stdout, sys.stderr, environ=environ)
 
 
-def _run_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+def _with_runtime(args: argparse.Namespace, environ: Mapping[str, str], command) -> int:
+    """Build the runtime (exit 2 on a bad config), run `command(runtime)`, then clean up."""
     runtime = _load_runtime(args, environ, sys.stderr)
     if runtime is None:
         return EXIT_USAGE
-    from aiconsole.commands import status_command
-
     try:
-        return status_command(runtime, as_json=args.json, out=sys.stdout)
+        return command(runtime)
     finally:
         runtime.finish()
+
+
+def _run_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from aiconsole.commands import status_command
+
+    return _with_runtime(args, environ, lambda runtime: status_command(runtime, as_json=args.json, out=sys.stdout))
 
 
 def _run_gpus(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    runtime = _load_runtime(args, environ, sys.stderr)
-    if runtime is None:
-        return EXIT_USAGE
     from aiconsole.commands_telemetry import gpus_command
 
-    try:
-        return gpus_command(runtime, watch=args.watch, out=sys.stdout)
-    finally:
-        runtime.finish()
+    return _with_runtime(args, environ, lambda runtime: gpus_command(runtime, watch=args.watch, out=sys.stdout))
 
 
 def _run_vm_power(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    runtime = _load_runtime(args, environ, sys.stderr)
-    if runtime is None:
-        return EXIT_USAGE
     from aiconsole.commands import power_command
 
-    try:
-        return power_command(
-            runtime, args.name, args.action, assume_yes=getattr(args, "yes", False), out=sys.stdout, err=sys.stderr
-        )
-    finally:
-        runtime.finish()
+    def power(runtime) -> int:
+        yes = getattr(args, "yes", False)
+        return power_command(runtime, args.name, args.action, assume_yes=yes, out=sys.stdout, err=sys.stderr)
+
+    return _with_runtime(args, environ, power)
