@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, tzinfo
 
 from aiconsole.domain.budget import build_budget_snapshot
 from aiconsole.domain.cost import PowerInterval, month_window
@@ -27,6 +27,7 @@ from aiconsole.domain.idle import ActivityKind, ActivitySignal
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.domain.vm_view import PowerObservation, build_vm_snapshot
+from aiconsole.services.clock import utc_now
 from aiconsole.services.ledger import Ledger
 from aiconsole.services.providers.base import ProviderError, ProviderErrorKind, VmProvider
 
@@ -40,8 +41,6 @@ PERSIST_ACTIVITY_EVERY_S = 60.0
 STALE_AFTER_POLLS = 3
 
 
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(eq=False)

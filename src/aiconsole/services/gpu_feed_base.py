@@ -43,6 +43,7 @@ from aiconsole.domain.gpu_levels import (
 )
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.domain.telemetry import STALE_AFTER_INTERVALS, FeedState, GpuHistory, GpuView, HostTelemetry
+from aiconsole.services.clock import utc_now
 
 __all__ = ["GpuFeed", "OnChange", "utc_now"]
 
@@ -60,8 +61,6 @@ _VRAM = GpuMetric.VRAM.value
 _SECOND = timedelta(seconds=1)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 _POINTS: dict[float, float] = {}

@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, Self
 
 import httpx
@@ -32,6 +32,7 @@ from aiconsole.domain.health import (
     url_secrets,
 )
 from aiconsole.domain.sanitize import sanitize_line
+from aiconsole.services.clock import utc_now
 from aiconsole.services.providers._http import error_message_in, http_phrase
 
 _MAX_BODY = 64 * 1024  # a health answer is a few bytes; a hostile one must not fill memory
@@ -48,8 +49,6 @@ class _Checkable(Protocol):
     url: Any
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class HealthChecker:
@@ -64,7 +63,7 @@ class HealthChecker:
         self,
         client: httpx.AsyncClient | None = None,
         timeout_s: float = 3.0,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         *,
         timer: Callable[[], float] = time.perf_counter,
         max_concurrent: int = 8,

@@ -30,12 +30,13 @@ import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Self
 
 from aiconsole.domain.gpu import GpuFrame, GpuProcess, GpuSample, sample_from_nvml
 from aiconsole.domain.sanitize import sanitize_line
+from aiconsole.services.clock import utc_now
 
 # NVML return codes (nvml.h; stable across driver versions, also pynvml's NVML_ERROR_*).
 _NOT_SUPPORTED = 3
@@ -95,8 +96,6 @@ class _GpuFailed(Exception):
     """Raised inside the thread: one GPU could not be read; the message names it."""
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class LocalGpus:
@@ -110,7 +109,7 @@ class LocalGpus:
         self,
         nvml: Any | None = None,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         processes: bool = True,
     ) -> None:
         self._nvml = nvml

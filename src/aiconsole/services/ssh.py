@@ -24,12 +24,13 @@ import random as _random
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import asyncssh
 
+from aiconsole.services.clock import utc_now
 from aiconsole.services.ssh_errors import HostKeyRefused, SshCommandTimeout, SshError, SshUnavailable
 from aiconsole.services.ssh_exec import RemoteLines, RemoteResult, describe, open_process, run_command
 from aiconsole.services.ssh_forward import Forwards
@@ -50,8 +51,6 @@ Sleep = Callable[[float], Any]
 _CLOSE_WAIT_S = 2.0
 
 
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
