@@ -126,7 +126,10 @@ class AiConsoleApp(App[None]):
         for warning in self._warnings:
             self.notify(warning, severity="warning", timeout=10, markup=False)
         if self._telemetry_on:
-            self.run_worker(self._run_telemetry(runtime), group="telemetry", exclusive=True, exit_on_error=False)
+            # After the panes have painted: importing asyncssh in a thread still competes for the GIL.
+            self.call_after_refresh(
+                self.run_worker, self._run_telemetry(runtime), group="telemetry", exclusive=True, exit_on_error=False
+            )
 
     async def _run_telemetry(self, runtime: Runtime) -> None:
         """GPU feeds and service checks for the running VMs, until the app ends.
