@@ -278,7 +278,7 @@ async def run_variant(args: argparse.Namespace) -> dict[str, Any]:
             _prefill_histories(feeds, interval)
             tally.counting = True
         await asyncio.sleep(args.warmup)
-        result |= await _window(args.seconds, args.server_pid, tally)
+        result |= await _window(args.seconds, args.server_pid, tally, args.profile)
     except TimeoutError:
         result["failed"] = f"only {len(tally.latest)} of {len(vms)} VMs sent a frame in {READY_TIMEOUT_S:g} s"
     finally:
@@ -303,11 +303,20 @@ async def _stop(tasks: list[asyncio.Task]) -> None:
     raise RuntimeError(f"{len(pending)} tasks would not stop")
 
 
-async def _window(seconds: float, server_pid: int, tally: Tally) -> dict[str, Any]:
+async def _window(seconds: float, server_pid: int, tally: Tally, profile: str = "") -> dict[str, Any]:
     frames0, short0, cpu0, server0 = tally.frames, tally.short, _cpu_s(), _server_cpu_s(server_pid)
+    profiler = None
+    if profile:  # where the time goes (cProfile slows everything: its CPU figure is not the result)
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     wall0 = time.perf_counter()
     await asyncio.sleep(seconds)
     wall = time.perf_counter() - wall0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
     cpu, server = _cpu_s() - cpu0, _server_cpu_s(server_pid) - server0
     rss_now = int(Path("/proc/self/statm").read_text().split()[1]) * PAGE / 2**20
     # ru_maxrss (KiB) is the kernel's high-water mark, which it updates lazily: never below now.
@@ -331,6 +340,7 @@ def main() -> int:
     parser.add_argument("--server-pid", type=int, default=0)
     parser.add_argument("--ciphers", default="")
     parser.add_argument("--processes-interval", type=float, default=0.0)
+    parser.add_argument("--profile", default="", help="write cProfile stats of the window to this file")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run_variant(args))))
     return 0

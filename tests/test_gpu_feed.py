@@ -22,7 +22,14 @@ from aiconsole.demo.ssh_server import LoopbackSshServer
 from aiconsole.domain.gpu import GpuFrame, GpuSample, parse_compute_apps
 from aiconsole.domain.gpu_levels import GpuMetric, GpuThresholds, Level, mem_level, temp_level
 from aiconsole.domain.telemetry import FeedState
-from aiconsole.services.gpu_feed import GpuFeed, LocalGpuFeed, RemoteGpuFeed, classify_smi_exit
+from aiconsole.services.gpu_feed import (
+    GpuFeed,
+    LocalGpuFeed,
+    RemoteGpuFeed,
+    classify_smi_exit,
+    processes_may_have_changed,
+    used_memory,
+)
 from aiconsole.services.nvml import LocalGpuReading, LocalGpus, LocalGpuStatus
 from aiconsole.services.ssh import SshPool
 
@@ -192,6 +199,63 @@ async def test_escapes_and_markup_in_names_are_inert_and_bad_utf8_keeps_the_conn
     assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in name)
     assert view.gpus[0].sample.power_limit_w is None  # "700.00 \ufffd\ufffd" is no number: unknown, not 0
     assert server.connections_made == 1 and server.commands.count(feed.command) == 1
+
+
+def memory_stepper(jump: asyncio.Event):
+    """nvidia-smi at 1000 MiB used until `jump` is set, then at 1000 + 300 MiB (a process came)."""
+
+    async def handler(command: str, process: asyncssh.SSHServerProcess) -> int | None:
+        if "--query-compute-apps" in command:
+            process.stdout.write(f"457, python3, 900, GPU-{0:08d}-0000\n".encode())
+            return 0
+        while True:
+            process.stdout.write(smi_line(0, 50.0, used=1300 if jump.is_set() else 1000))
+            await process.stdout.drain()
+            await asyncio.sleep(INTERVAL_S)
+
+    return handler
+
+
+async def test_processes_are_asked_for_again_when_used_memory_moves_not_every_interval(tmp_path, monkeypatch) -> None:
+    # Each query is a new channel and remote process: with still memory, one per max age only.
+    monkeypatch.setattr("aiconsole.services.gpu_feed.PROCESS_MAX_AGE_INTERVALS", 1000)
+    jump = asyncio.Event()
+    server = LoopbackSshServer(tmp_path / "server", memory_stepper(jump))
+
+    def queries() -> int:
+        return sum("--query-compute-apps" in command for command in server.commands)
+
+    async with server, remote_feed(server, tmp_path, processes_interval_s=0.1) as feed:
+        await wait_for(lambda: queries() == 1 and feed.view(now()).processes)
+        await asyncio.sleep(0.5)  # five intervals with the memory still
+        assert queries() == 1
+        jump.set()  # +300 MiB: past the 256 MiB step
+        await wait_for(lambda: queries() == 2)
+        await asyncio.sleep(0.3)
+        assert queries() == 2, "once asked at the new level, still memory asks nothing more"
+
+
+async def test_processes_are_asked_for_at_least_every_max_age(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("aiconsole.services.gpu_feed.PROCESS_MAX_AGE_INTERVALS", 3)
+    server = LoopbackSshServer(tmp_path / "server", memory_stepper(asyncio.Event()))
+    async with server, remote_feed(server, tmp_path, processes_interval_s=0.1) as feed:
+        await wait_for(lambda: feed.state is FeedState.LIVE)
+        await wait_for(lambda: sum("--query-compute-apps" in c for c in server.commands) >= 3, timeout=5.0)
+
+
+def test_what_counts_as_a_change_of_the_gpu_processes() -> None:
+    def frame_of(*used: float | None) -> GpuFrame:
+        return GpuFrame(T0, tuple(
+            GpuSample(i, f"GPU-{i}", "H100", 40.0, mib, 81559.0, 5.0, 70.0, 700.0, T0) for i, mib in enumerate(used)
+        ))  # fmt: skip
+
+    asked = used_memory(frame_of(1000.0, 2000.0))
+    assert not processes_may_have_changed(asked, frame_of(1255.0, 1745.0))  # within 256 MiB either way
+    assert processes_may_have_changed(asked, frame_of(1000.0, 2256.0))
+    assert processes_may_have_changed(asked, frame_of(1000.0))  # a GPU went
+    assert processes_may_have_changed(asked, frame_of(1000.0, 2000.0, 0.0))  # a GPU came
+    assert processes_may_have_changed(asked, frame_of(1000.0, None))  # unreadable now
+    assert not processes_may_have_changed(used_memory(frame_of(None)), frame_of(None))
 
 
 # --- failures --------------------------------------------------------------------------------------

@@ -142,6 +142,15 @@ def test_crossings_do_not_change_the_levels_passed_in() -> None:
     assert levels[("GPU-0", "temp")] == OK and found[0].from_level == WARNING
 
 
+def test_a_frame_that_changes_no_level_returns_the_levels_passed_in() -> None:
+    # Runs for every frame of every host: the common case must not copy the levels.
+    previous = {("GPU-0", "temp"): WARNING}
+    levels, found = crossings(previous, frame(sample(temp=74.0)), T)  # within the hysteresis: still warning
+    assert levels is previous and found == []
+    levels, found = crossings(previous, frame(sample(temp=50.0)), T)
+    assert levels is not previous and levels[("GPU-0", "temp")] == OK and len(found) == 1
+
+
 def test_a_gpu_without_uuid_is_keyed_by_index() -> None:
     nameless = GpuSample(3, "", "X", 90.0, None, None, None, None, None, AT)
     levels, found = crossings({}, frame(nameless), T)

@@ -247,6 +247,20 @@ async def test_keepalive_and_no_agent_forwarding_are_always_asked_for(server, tm
         assert conn._agent_forward_path is None
 
 
+async def test_aes_gcm_is_preferred_unless_the_ssh_config_names_its_ciphers(server, tmp_path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n  ServerAliveInterval 5\n")
+    async with make_pool(server, tmp_path, config_file=config) as pool:
+        conn = await pool.connection("vm", server.target)
+        assert conn._enc_alg_cs == b"aes128-gcm@openssh.com"  # private, but it is what was negotiated
+    config.write_text("Host *\n  Ciphers chacha20-poly1305@openssh.com\n")
+    pool = make_pool(server, tmp_path, config_file=config)
+    assert "encryption_algs" not in pool.connect_options(SshTarget.parse(server.target))
+    async with pool:
+        conn = await pool.connection("vm", server.target)
+        assert conn._enc_alg_cs == b"chacha20-poly1305@openssh.com"
+
+
 async def test_at_most_eight_handshakes_at_once(server, tmp_path) -> None:
     server.handshake_delay = 0.15
     async with make_pool(server, tmp_path) as pool:

@@ -173,7 +173,9 @@ class GpuConfig(_Section):
     interval_s: float = Field(default=1.0, ge=0.2, le=60)
     """Seconds between GPU samples (nvidia-smi over SSH, NVML locally)."""
     processes_interval_s: float = Field(default=10.0, ge=1, le=600)
-    """Seconds between readings of per-process GPU memory (slower: it costs a command each)."""
+    """How often to check whether per-process GPU memory needs reading again: it is read when
+    a GPU's used memory moved by 256 MiB since the last reading, and at least every six of
+    these intervals (each reading costs a command on the VM)."""
     temp_warn_c: float = Field(default=75.0, gt=0)
     """GPU temperature (°C) that is a warning."""
     temp_critical_c: float = Field(default=85.0, gt=0)

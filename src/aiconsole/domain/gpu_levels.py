@@ -32,6 +32,7 @@ class GpuMetric(StrEnum):
 
 
 _RANK = {Level.OK: 0, Level.WARNING: 1, Level.CRITICAL: 2}
+_TEMP, _VRAM = GpuMetric.TEMP.value, GpuMetric.VRAM.value
 
 LevelKey = tuple[str, str]
 """(GPU uuid, metric) — uuid rather than index: indices can change across reboots."""
@@ -122,29 +123,36 @@ def crossings(
     previous_levels: Mapping[LevelKey, Level],
     frame: GpuFrame,
     thresholds: GpuThresholds,
-) -> tuple[dict[LevelKey, Level], list[LevelCrossing]]:
+) -> tuple[Mapping[LevelKey, Level], list[LevelCrossing]]:
     """New levels after `frame`, and the crossings to notify (one per change, not per sample).
 
     A GPU missing from the frame keeps its level, so one that drops out and comes back
     at the same level raises nothing. A GPU seen for the first time starts from OK: one
-    that is already hot is notified.
+    that is already hot is notified. A missing key means OK.
+
+    When no level changed (nearly every frame) the previous mapping itself comes back:
+    this runs for every frame of every host, and copying the levels each time was most
+    of its cost. `previous_levels` is never modified.
     """
-    levels = dict(previous_levels)
+    levels: dict[LevelKey, Level] | None = None
     found: list[LevelCrossing] = []
+    t = thresholds
     for gpu in frame.gpus:
         uuid = gpu_key(gpu)
-        readings = (
-            (GpuMetric.TEMP, gpu.temp_c, temp_level),
-            (GpuMetric.VRAM, mem_percent(gpu.mem_used_mib, gpu.mem_total_mib), _pct_level),
-        )
-        for metric, value, level_of in readings:
-            key = (uuid, metric.value)
-            before = levels.get(key, Level.OK)
-            after = level_of(value, thresholds, before)
-            levels[key] = after
-            if after != before and value is not None:
+        temp_key, mem_key = (uuid, _TEMP), (uuid, _VRAM)
+        mem = mem_percent(gpu.mem_used_mib, gpu.mem_total_mib)
+        for key, value, warn, critical, margin, metric in (
+            (temp_key, gpu.temp_c, t.temp_warn_c, t.temp_critical_c, t.hysteresis_c, GpuMetric.TEMP),
+            (mem_key, mem, t.mem_warn_pct, t.mem_critical_pct, t.hysteresis_pct, GpuMetric.VRAM),
+        ):
+            before = (levels or previous_levels).get(key, Level.OK)
+            after = _level(value, warn, critical, margin, before)
+            if after is not before and value is not None:
+                if levels is None:
+                    levels = dict(previous_levels)
+                levels[key] = after
                 found.append(LevelCrossing(uuid, gpu.index, gpu.name, metric, before, after, value, gpu.at))
-    return levels, found
+    return (previous_levels if levels is None else levels), found
 
 
 def _pct_level(pct: float | None, thresholds: GpuThresholds, previous: Level) -> Level:

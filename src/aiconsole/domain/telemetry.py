@@ -7,6 +7,7 @@ stale, with its age: never shown as fresh, never silently dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -32,11 +33,13 @@ class FeedState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class GpuHistory:
-    """The last minutes of one GPU, oldest first, one point per sample (None = unknown)."""
+    """The last minutes of one GPU, oldest first, one point per sample (None = unknown).
 
-    util_pct: tuple[float | None, ...] = ()
-    temp_c: tuple[float | None, ...] = ()
-    mem_pct: tuple[float | None, ...] = ()
+    Immutable sequences: tuples, or the feeds' `SeriesWindow`s (views without a copy)."""
+
+    util_pct: Sequence[float | None] = ()
+    temp_c: Sequence[float | None] = ()
+    mem_pct: Sequence[float | None] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ into the feed's `GpuStreamParser`; nothing else is done per line. When the strea
   with a clear message, and the next try after our own backoff (exponential, capped),
   since a command that fails at once on a healthy connection would otherwise spin.
 
-Per-process GPU memory is a separate small task: `--query-compute-apps` every
-`processes_interval_s` while the stream is live.
+Per-process GPU memory is a separate small task while the stream is live:
+`--query-compute-apps` when the stream shows a GPU's used memory moved (processes take
+and free VRAM), checked every `processes_interval_s`, and at least every six of those.
 
 `LocalGpuFeed.run()` samples `LocalGpus` (NVML, in a thread) every interval. A machine
 without NVIDIA driver or GPU is NO_GPU, not an error.
@@ -32,8 +33,14 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from aiconsole.domain.gpu import GpuStreamParser, nvidia_smi_apps_command, nvidia_smi_stream_command, parse_compute_apps
-from aiconsole.domain.gpu_levels import GpuThresholds
+from aiconsole.domain.gpu import (
+    GpuFrame,
+    GpuStreamParser,
+    nvidia_smi_apps_command,
+    nvidia_smi_stream_command,
+    parse_compute_apps,
+)
+from aiconsole.domain.gpu_levels import GpuThresholds, gpu_key
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.domain.telemetry import LOCAL_HOST, FeedState
 from aiconsole.services.gpu_feed_base import DEFAULT_HISTORY_S, GpuFeed, OnChange, utc_now
@@ -242,19 +249,62 @@ class RemoteGpuFeed(GpuFeed):
     # --- per-process memory ------------------------------------------------------------------------
 
     async def _poll_processes(self) -> None:
+        """Ask for per-process GPU memory when it can have changed, at most every interval.
+
+        A query is a new SSH channel and a remote process: for 100 VMs every 10 s it cost
+        more than a third of the whole feed (docs/performance.md). Processes take and give
+        back VRAM, so the stream's memory.used says when to look again: a query runs when a
+        GPU's used memory moved by `PROCESS_MEM_STEP_MIB` since the last one, when the GPUs
+        changed, and in any case every `PROCESS_MAX_AGE_INTERVALS` intervals.
+        """
         command = nvidia_smi_apps_command()
+        asked_at: float | None = None
+        asked_mem: dict[str, float | None] = {}
+        loop = asyncio.get_running_loop()
         while True:
             await self._live.wait()  # only while the stream is live: no command on a host without GPU
-            try:
-                result = await self.pool.run(self.host, self.target, command, self._command_timeout_s, wait=False)
-            except SshError:
-                result = None  # down, refused or timed out: the stream's state says so
-            except Exception:
-                log.exception("GPU process query for %s failed", self.host)
-                result = None
-            if result is not None and result.ok:
-                self.record_processes(parse_compute_apps(result.stdout))
+            frame = self.last_frame
+            aged = asked_at is None or loop.time() - asked_at >= self.processes_interval_s * PROCESS_MAX_AGE_INTERVALS
+            if frame is not None and (aged or processes_may_have_changed(asked_mem, frame)):
+                asked_at, asked_mem = loop.time(), used_memory(frame)
+                await self._query_processes(command)
             await self._sleep(self.processes_interval_s)
+
+    async def _query_processes(self, command: str) -> None:
+        try:
+            result = await self.pool.run(self.host, self.target, command, self._command_timeout_s, wait=False)
+        except SshError:
+            return  # down, refused or timed out: the stream's state says so
+        except Exception:
+            log.exception("GPU process query for %s failed", self.host)
+            return
+        if result.ok:
+            self.record_processes(parse_compute_apps(result.stdout))
+
+
+PROCESS_MEM_STEP_MIB = 256.0
+"""A GPU's used memory moving this far means a process started, ended or grew: ask again.
+(A CUDA context alone takes ~300 MiB, so a new process always moves it this far.)"""
+PROCESS_MAX_AGE_INTERVALS = 6
+"""However still the memory, processes are asked again after this many intervals (60 s by default)."""
+
+
+def used_memory(frame: GpuFrame) -> dict[str, float | None]:
+    return {gpu_key(gpu): gpu.mem_used_mib for gpu in frame.gpus}
+
+
+def processes_may_have_changed(asked: dict[str, float | None], frame: GpuFrame) -> bool:
+    """Whether the GPUs or their used memory moved since the processes were last asked for."""
+    now = used_memory(frame)
+    if now.keys() != asked.keys():
+        return True
+    for key, used in now.items():
+        before = asked[key]
+        if (used is None) != (before is None):
+            return True
+        if used is not None and before is not None and abs(used - before) >= PROCESS_MEM_STEP_MIB:
+            return True
+    return False
 
 
 class LocalGpuFeed(GpuFeed):

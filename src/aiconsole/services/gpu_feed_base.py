@@ -8,10 +8,10 @@ idle timer asks `busy(now)`.
 Cost is what shapes this module: `view()` is called once a second for every host (100
 hosts x 8 GPUs in the benchmark), so it returns the same object until something shown
 would change: a frame, a state, the processes, or freshness (a GPU turning stale; while
-stale, its age ticking over a whole second). Histories are bounded rings (one point per
-sample for `history_s`) copied into tuples only when a view is built after a new
-sample, and then reused until the next one. Per frame the work is O(GPUs): one level update (`crossings`, with hysteresis)
-and three ring appends per GPU.
+stale, its age ticking over a whole second). Histories are bounded `Series` (one point
+per sample for `history_s`); a view holds windows over them, not copies, so building one
+costs O(GPUs) however long the history (domain/series.py). Per frame the work is O(GPUs)
+too: one level update (`crossings`, with hysteresis) and three appends per GPU.
 
 Freshness: a GPU is stale when its last sample is older than `STALE_AFTER_INTERVALS`
 intervals, or whenever the source is not live (a stream that ended cannot refresh it,
@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from aiconsole.domain.gpu import GpuFrame, GpuProcess, GpuSample
@@ -42,6 +42,7 @@ from aiconsole.domain.gpu_levels import (
     mem_percent,
 )
 from aiconsole.domain.sanitize import sanitize_line
+from aiconsole.domain.series import Series
 from aiconsole.domain.telemetry import STALE_AFTER_INTERVALS, FeedState, GpuHistory, GpuView, HostTelemetry
 from aiconsole.services.clock import utc_now
 
@@ -61,8 +62,6 @@ _VRAM = GpuMetric.VRAM.value
 _SECOND = timedelta(seconds=1)
 
 
-
-
 _POINTS: dict[float, float] = {}
 _MAX_POINTS = 8192
 
@@ -70,9 +69,8 @@ _MAX_POINTS = 8192
 def _point(value: float | None) -> float | None:
     """One shared float object per distinct history value (bounded).
 
-    800 GPUs x 300 points x 3 series are 720k floats: as separate objects, 17 MB that every
-    history copy touches (an incref each, mostly cache misses); nvidia-smi's values repeat
-    (whole degrees and percent), so sharing them makes the copies cheap and the rings small."""
+    800 GPUs x 300 points x 3 series are 720k floats: as separate objects, 17 MB; nvidia-smi's
+    values repeat (whole degrees and percent), so sharing them keeps the histories small."""
     if value is None:
         return None
     point = _POINTS.get(value)
@@ -90,38 +88,30 @@ def _mem_point(sample: GpuSample) -> float | None:
 
 
 class _GpuTrack:
-    """One GPU's latest sample and its history rings (mutable, private to the feed).
+    """One GPU's latest sample and its history series (mutable, private to the feed)."""
 
-    The rings are lists trimmed from the front rather than `deque(maxlen=...)`: copying a
-    300-point list into a tuple is a memcpy (~0.7 us), a deque is walked item by item (~3.6
-    us), and the copy happens for every GPU after every frame; the trim is a small memmove."""
-
-    __slots__ = ("history", "key", "length", "mem", "sample", "temp", "util")
+    __slots__ = ("history", "key", "mem", "sample", "temp", "util")
 
     def __init__(self, key: str, sample: GpuSample, length: int) -> None:
         self.key = key
-        self.sample = sample
-        self.length = length
-        self.util: list[float | None] = [_point(sample.util_pct)]
-        self.temp: list[float | None] = [_point(sample.temp_c)]
-        self.mem: list[float | None] = [_mem_point(sample)]
-        self.history: GpuHistory | None = None
+        self.util, self.temp, self.mem = Series(length), Series(length), Series(length)
+        self._append(sample)
 
     def add(self, sample: GpuSample) -> None:
         if sample is self.sample:  # a round the parser reopened and emitted again: no new point
             return
+        self._append(sample)
+
+    def _append(self, sample: GpuSample) -> None:
         self.sample = sample
-        util, temp, mem = self.util, self.temp, self.mem
-        util.append(_point(sample.util_pct))
-        temp.append(_point(sample.temp_c))
-        mem.append(_mem_point(sample))
-        if len(util) > self.length:
-            del util[0], temp[0], mem[0]
-        self.history = None
+        self.util.append(_point(sample.util_pct))
+        self.temp.append(_point(sample.temp_c))
+        self.mem.append(_mem_point(sample))
+        self.history: GpuHistory | None = None
 
     def history_view(self) -> GpuHistory:
-        if self.history is None:
-            self.history = GpuHistory(tuple(self.util), tuple(self.temp), tuple(self.mem))
+        if self.history is None:  # windows, not copies: O(1) whatever the history's length
+            self.history = GpuHistory(self.util.window(), self.temp.window(), self.mem.window())
         return self.history
 
 
@@ -156,7 +146,7 @@ class GpuFeed:
         self._message = ""
         self._tracks: dict[str, _GpuTrack] = {}
         self._order: tuple[_GpuTrack, ...] = ()
-        self._levels: dict[LevelKey, Level] = {}
+        self._levels: Mapping[LevelKey, Level] = {}
         self._last_frame: GpuFrame | None = None
         self._processes: tuple[GpuProcess, ...] = ()
         self._crossings: deque[LevelCrossing] = deque(maxlen=_MAX_QUEUED_CROSSINGS)
@@ -272,8 +262,8 @@ class GpuFeed:
         gone = [key for key, track in self._tracks.items() if track.sample.at < horizon]
         for key in gone:
             del self._tracks[key]
-            self._levels.pop((key, _TEMP), None)
-            self._levels.pop((key, _VRAM), None)
+        if gone:
+            self._levels = {level_key: level for level_key, level in self._levels.items() if level_key[0] not in gone}
         return bool(gone)
 
     def _build(self, now: datetime) -> HostTelemetry:

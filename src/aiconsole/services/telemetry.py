@@ -71,6 +71,7 @@ class TelemetryHub:
             vm.name: tuple(unchecked(s.name, s.kind, str(s.url)) for s in vm.service) for vm in settings.vm
         }
         self._running: set[str] = set()
+        self._merged: dict[str, tuple[HostTelemetry | None, tuple[ServiceHealth, ...], HostTelemetry]] = {}
 
     # -- following the fleet ---------------------------------------------------------------
 
@@ -184,12 +185,20 @@ class TelemetryHub:
         return TelemetrySnapshot(at=now, hosts=tuple(hosts))
 
     def _host(self, name: str, now: datetime) -> HostTelemetry:
+        """The host's view with its services: the same object while neither changed, so
+        readers can skip repainting by identity."""
         services = self._health.get(name, ())
         feed = self._feeds.get(name)
-        if feed is None:
-            return HostTelemetry(name, FeedState.OFF, services=services)
-        view = feed.view(now)
-        return replace(view, services=services) if services else view
+        view = feed.view(now) if feed is not None else None
+        merged = self._merged.get(name)
+        if merged is not None and merged[0] is view and merged[1] is services:
+            return merged[2]
+        if view is None:
+            host = HostTelemetry(name, FeedState.OFF, services=services)
+        else:
+            host = replace(view, services=services) if services else view
+        self._merged[name] = (view, services, host)
+        return host
 
     def busy(self, now: datetime) -> dict[str, bool | None]:
         """Per running VM with a feed: is its GPU busy (None: unknown)."""

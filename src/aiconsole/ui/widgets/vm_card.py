@@ -121,6 +121,7 @@ class VmCard(Widget, can_focus=True):
         self.vm = vm
         self.now = now
         self.telemetry: HostTelemetry | None = None
+        self._built_gauges: tuple[HostTelemetry, int, Content] | None = None
         self._apply_titles()
 
     @property
@@ -133,12 +134,22 @@ class VmCard(Widget, can_focus=True):
         self._apply_titles()
         self.refresh(layout=self._gauge_lines() != lines_before)
 
+    def _gauges(self) -> Content | None:
+        """The GPU block, built once per new telemetry (the hub hands out the same object
+        until something shown changes) and width: a fleet of 100 VMs repaints every second."""
+        host = self.telemetry
+        if host is None or host.state is FeedState.OFF:  # not running, or no ssh: no GPU block
+            return None
+        width = self._inner_width()
+        built = self._built_gauges
+        if built is None or built[0] is not host or built[1] != width:
+            built = self._built_gauges = (host, width, host_gauges_content(host, width=width))
+        return built[2]
+
     def _gauge_lines(self) -> int:
         """How many lines the GPU block takes: a change of count needs a new layout."""
-        host = self.telemetry
-        if host is None or host.state is FeedState.OFF:
-            return 0
-        return len(host_gauges_content(host, width=self._inner_width()).split("\n"))
+        gauges = self._gauges()
+        return 0 if gauges is None else gauges.plain.count("\n") + 1
 
     def _inner_width(self) -> int:
         return max(20, self.content_size.width or PANE_WIDTH)
@@ -153,7 +164,5 @@ class VmCard(Widget, can_focus=True):
 
     def render(self) -> Content:
         text = Content.assemble(power_content(self.vm), "  ", money_content(self.vm), "\n", idle_content(self.vm))
-        host = self.telemetry
-        if host is None or host.state is FeedState.OFF:  # not running, or no ssh: no GPU block
-            return text
-        return Content.assemble(text, "\n", host_gauges_content(host, width=self._inner_width()))
+        gauges = self._gauges()
+        return text if gauges is None else Content.assemble(text, "\n", gauges)
