@@ -77,3 +77,17 @@ def test_cli_import_is_cheap() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_the_demo_fleet_is_built_without_asyncssh() -> None:
+    """`--demo` writes its config (SSH ports reserved) before the panes paint: asyncssh comes later."""
+    script = (
+        "import sys, tempfile, pathlib\n"
+        "from aiconsole.demo.fleet import DemoFleet\n"
+        "fleet = DemoFleet(pathlib.Path(tempfile.mkdtemp()))\n"
+        "assert 'ssh = \"aiconsole@127.0.0.1:' in fleet.config_text\n"
+        "print('asyncssh' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -13,6 +13,7 @@ config text can name them (see `DemoFleet`).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import random
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ class DemoTelemetry:
         return "".join(service.toml() for service in self.services if service.vm == vm)
 
     async def __aenter__(self) -> DemoTelemetry:
+        # In a thread: this runs on the console's loop just after the panes painted.
+        await asyncio.to_thread(importlib.import_module, "asyncssh")
         self.directory.mkdir(parents=True, exist_ok=True)
         lines = "".join(server.known_hosts_line for server in self.servers.values())
         self.known_hosts_path.write_text(lines)

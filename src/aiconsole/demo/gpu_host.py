@@ -27,9 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import asyncssh
+from typing import TYPE_CHECKING, Any
 
 from aiconsole.demo.gpu_sim import (
     INFERENCE_LOAD,
@@ -41,6 +39,9 @@ from aiconsole.demo.gpu_sim import (
     smi_round,
 )
 from aiconsole.demo.ssh_server import LoopbackSshServer, not_found
+
+if TYPE_CHECKING:
+    import asyncssh
 
 __all__ = ["GpuHost", "flap_connections"]
 

@@ -19,13 +19,20 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from functools import cache, cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import asyncssh
+if TYPE_CHECKING:
+    import asyncssh
+
+# asyncssh is imported when a server first needs it (its keys, or listening), not with
+# this module: `aiconsole --demo` builds its servers' config before the first panes paint,
+# and importing asyncssh there cost ~0.2 s of start-up (docs/performance.md).
 
 log = logging.getLogger(__name__)
 
-ExecHandler = Callable[[str, asyncssh.SSHServerProcess], Awaitable[int | None]]
+ExecHandler = Callable[[str, "asyncssh.SSHServerProcess"], Awaitable[int | None]]
 
 
 async def not_found(command: str, process: asyncssh.SSHServerProcess) -> int:
@@ -41,8 +48,6 @@ class LoopbackSshServer:
         self.directory = Path(directory)
         self.handler = handler
         self.host, self._port, self.username = host, port, username
-        self.host_key = asyncssh.generate_private_key("ssh-ed25519")
-        self.client_key = asyncssh.generate_private_key("ssh-ed25519")
         self.handshake_delay = 0.0
         """Seconds each new connection waits before authentication (to test handshake limits)."""
         self.allow_forwarding = True
@@ -69,6 +74,18 @@ class LoopbackSshServer:
         return self
 
     # --- where and who ------------------------------------------------------------------------
+
+    @cached_property
+    def host_key(self) -> asyncssh.SSHKey:
+        import asyncssh
+
+        return asyncssh.generate_private_key("ssh-ed25519")
+
+    @cached_property
+    def client_key(self) -> asyncssh.SSHKey:
+        import asyncssh
+
+        return asyncssh.generate_private_key("ssh-ed25519")
 
     @property
     def port(self) -> int:
@@ -138,10 +155,13 @@ class LoopbackSshServer:
         """Listen (again, on the same port once it has one)."""
         if self._acceptor is not None:
             return
+        import asyncssh
+
+        server_class = _server_class()
         where = {"sock": self._bound} if self._bound is not None else {"host": self.host, "port": self._port}
         self._bound = None  # a later re-listen (after refuse_connections) binds the port by number
         self._acceptor = await asyncssh.listen(
-            **where, server_factory=lambda: _Server(self), reuse_address=True,
+            **where, server_factory=lambda: server_class(self), reuse_address=True,
             server_host_keys=[self.host_key],
             authorized_client_keys=asyncssh.import_authorized_keys(
                 self.client_key.export_public_key().decode()
@@ -153,6 +173,8 @@ class LoopbackSshServer:
     # --- serving -----------------------------------------------------------------------------------
 
     async def _run(self, process: asyncssh.SSHServerProcess) -> None:
+        import asyncssh
+
         command = process.command or ""
         self.commands.append(command)
         self.running_commands += 1
@@ -176,36 +198,43 @@ class LoopbackSshServer:
         self.handshakes_max = max(self.handshakes_max, self.handshakes_now)
 
 
-class _Server(asyncssh.SSHServer):
-    def __init__(self, owner: LoopbackSshServer) -> None:
-        self._owner = owner
-        self._conn: asyncssh.SSHServerConnection | None = None
-        self._in_handshake = False
+@cache
+def _server_class() -> type:
+    """The asyncssh server callbacks, defined on first use (asyncssh is imported then)."""
+    import asyncssh
 
-    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
-        self._conn = conn
-        self._owner._connections.add(conn)
-        self._owner.connections_made += 1
-        self._in_handshake = True
-        self._owner._handshake(+1)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._conn is not None:
-            self._owner._connections.discard(self._conn)
-        self._end_handshake()
-
-    async def begin_auth(self, username: str) -> bool:
-        if self._owner.handshake_delay:
-            await asyncio.sleep(self._owner.handshake_delay)
-        return True
-
-    def auth_completed(self) -> None:
-        self._end_handshake()
-
-    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
-        return self._owner.allow_forwarding
-
-    def _end_handshake(self) -> None:
-        if self._in_handshake:
+    class _Server(asyncssh.SSHServer):
+        def __init__(self, owner: LoopbackSshServer) -> None:
+            self._owner = owner
+            self._conn: asyncssh.SSHServerConnection | None = None
             self._in_handshake = False
-            self._owner._handshake(-1)
+
+        def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+            self._conn = conn
+            self._owner._connections.add(conn)
+            self._owner.connections_made += 1
+            self._in_handshake = True
+            self._owner._handshake(+1)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._conn is not None:
+                self._owner._connections.discard(self._conn)
+            self._end_handshake()
+
+        async def begin_auth(self, username: str) -> bool:
+            if self._owner.handshake_delay:
+                await asyncio.sleep(self._owner.handshake_delay)
+            return True
+
+        def auth_completed(self) -> None:
+            self._end_handshake()
+
+        def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
+            return self._owner.allow_forwarding
+
+        def _end_handshake(self) -> None:
+            if self._in_handshake:
+                self._in_handshake = False
+                self._owner._handshake(-1)
+
+    return _Server
