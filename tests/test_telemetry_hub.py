@@ -93,6 +93,30 @@ async def test_a_running_vm_gets_gpus_and_services_and_a_stopped_one_opens_no_co
             await hub.aclose()
 
 
+async def test_services_are_checked_as_soon_as_a_vm_runs_and_its_ssh_forward_is_up(tmp_path: Path) -> None:
+    # An hour between rounds: only the VM starting (then connecting) can explain a prompt check.
+    host = GpuHost(seed=3, load=TRAINING_LOAD)
+    async with host.serve(tmp_path / "ssh") as server, FakeServiceHealth("ollama") as ollama:
+        port = int(ollama.url.rsplit(":", 1)[1].split("/")[0])
+        settings = settings_from_toml_text(config(server.target, port), "test.toml")
+        pool = SshPool(
+            known_hosts=server.known_hosts_path, config_file=tmp_path / "none", client_keys=[server.client_key_path],
+            use_agent=False,
+        )  # fmt: skip
+        hub = TelemetryHub(settings, pool, health_interval_s=3600)
+        current = fleet(training=PowerState.STOPPED)
+        runner = asyncio.create_task(hub.run(lambda: current))
+        try:
+            await asyncio.sleep(0.3)  # the first round has run: nothing was running
+            assert hub.snapshot().host("training").services[0].state is HealthState.UNKNOWN
+            current = fleet(training=PowerState.RUNNING)
+            await wait_until(lambda: hub.snapshot().host("training").services[0].state is HealthState.UP, timeout=5)
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            await hub.aclose()
+
+
 def test_gpu_activity_resets_the_idle_timer_and_is_saved_at_most_once_a_minute(tmp_path: Path) -> None:
     from datetime import timedelta
 

@@ -23,9 +23,9 @@ async def test_running_vms_show_gauges_stopped_ones_none_and_gpu_use_resets_idle
     )
     async with app.run_test(size=(80, 40)) as pilot:
         async with asyncio.timeout(20):
-            while app.fleet is None or app.fleet.telemetry is None:
+            while app.hub is None:
                 await pilot.pause(0.1)
-            hub = app.fleet.telemetry
+            hub = app.hub
             while hub.snapshot().host("inference").state is not FeedState.LIVE:
                 await pilot.pause(0.1)
             while hub.snapshot().host("brain").state is not FeedState.NO_GPU:

@@ -26,6 +26,7 @@ from aiconsole.assembly import Runtime, build_monitor
 from aiconsole.config import settings_from_toml_text
 from aiconsole.demo.fleet import DemoFleet
 from aiconsole.domain.fleet import FleetSnapshot, VmSnapshot
+from aiconsole.domain.telemetry import FeedState
 from aiconsole.runtime import DEMO_SOURCE, demo_runtime
 from aiconsole.services.ledger import Ledger
 from aiconsole.ui.app import AiConsoleApp
@@ -100,6 +101,47 @@ def demo_app(
         telemetry=False,  # these tests are about the Fleet tab; telemetry has its own tests
     )
     return app
+
+
+def telemetry_app(
+    tmp_path: Path,
+    *,
+    fleet: DemoFleet | None = None,
+    build: Callable[[Callable[[], object]], object] | None = None,
+) -> AiConsoleApp:
+    """The console on the demo fleet WITH telemetry; `build(original_builder)` builds the hub instead."""
+    fleet = fleet or fast_fleet()
+
+    def load() -> Runtime:
+        runtime = demo_runtime(demo_env(tmp_path), clock=StoppedClock(), fleet=fleet, transition_poll_seconds=0.1)
+        if build is not None:
+            original = runtime.build_telemetry
+            runtime.build_telemetry = lambda: build(original)  # type: ignore[method-assign]
+        return runtime
+
+    return AiConsoleApp(load, source=DEMO_SOURCE)
+
+
+async def telemetry_live(pilot: Pilot, *, services: bool = False, timeout: float = 20.0) -> None:
+    """Wait for the demo's GPU feeds (inference and homelab live, brain without GPU); with
+    `services`, check the services once now (the hub's own round comes every 10 s)."""
+    app = pilot.app
+
+    def live() -> bool:
+        if app.hub is None:
+            return False
+        snapshot = app.hub.snapshot()
+        states = {host.host: host.state for host in snapshot.hosts}
+        return states == {
+            "inference": FeedState.LIVE,
+            "training": FeedState.OFF,
+            "homelab": FeedState.LIVE,
+            "brain": FeedState.NO_GPU,
+        }
+
+    await wait_until(pilot, live, timeout=timeout, what="live GPU telemetry from the demo fleet")
+    if services:
+        await app.hub.check_services()
 
 
 def config_runtime(

@@ -71,6 +71,9 @@ class TelemetryHub:
             vm.name: tuple(unchecked(s.name, s.kind, str(s.url)) for s in vm.service) for vm in settings.vm
         }
         self._running: set[str] = set()
+        self._unchecked: set[str] = set()
+        """Running VMs whose services were not checked since they started or connected."""
+        self._check_soon = asyncio.Event()
         self._merged: dict[str, tuple[HostTelemetry | None, tuple[ServiceHealth, ...], HostTelemetry]] = {}
 
     # -- following the fleet ---------------------------------------------------------------
@@ -80,6 +83,9 @@ class TelemetryHub:
         power = {vm.name: vm.power for vm in fleet.vms}
         for vm in self.settings.vm:
             running = power.get(vm.name) is PowerState.RUNNING
+            if running and vm.name not in self._running and vm.service:
+                self._unchecked.add(vm.name)  # just seen running: its services are checked now,
+                self._check_soon.set()  # not up to `health_interval_s` later
             (self._running.add if running else self._running.discard)(vm.name)
             if running and vm.ssh and vm.name not in self._tasks:
                 self._start_feed(vm)
@@ -98,11 +104,17 @@ class TelemetryHub:
             processes_interval_s=gpu.processes_interval_s,
             thresholds=self._thresholds,
             busy_util_pct=gpu.busy_util_pct,
-            on_change=lambda _feed: self._on_change(),
+            on_change=self._feed_changed,
             clock=self._clock,
         )
         self._feeds[vm.name] = feed
         self._tasks[vm.name] = asyncio.get_running_loop().create_task(feed.run(), name=f"gpu-feed-{vm.name}")
+
+    def _feed_changed(self, feed: GpuFeed) -> None:
+        # The first frame means the SSH connection is up: services behind its forwards can answer now.
+        if feed.host in self._unchecked and feed.state is FeedState.LIVE:
+            self._check_soon.set()
+        self._on_change()
 
     def _stop_feed(self, name: str) -> None:
         task = self._tasks.pop(name)
@@ -148,14 +160,19 @@ class TelemetryHub:
 
     async def _check_services_forever(self) -> None:
         while True:
+            self._check_soon.clear()
             await self.check_services()
-            await asyncio.sleep(self._health_interval_s)
+            with suppress(TimeoutError):  # a VM that starts or connects cuts the wait short
+                await asyncio.wait_for(self._check_soon.wait(), self._health_interval_s)
 
     async def check_services(self) -> None:
         """Check every service of every running VM once; a VM that is not running is not asked."""
         for vm in self.settings.vm:
             if vm.name in self._running and vm.service:
-                self._health[vm.name] = tuple(await self._check_vm(vm))
+                health = tuple(await self._check_vm(vm))
+                self._health[vm.name] = health
+                if all(h.checked_at is not None for h in health):
+                    self._unchecked.discard(vm.name)  # every service was asked (no forward missing)
         self._on_change()
 
     async def _check_vm(self, vm) -> list[ServiceHealth]:

@@ -1,9 +1,11 @@
-"""The Textual application: header, the Fleet tab, footer, help and the palette.
+"""The Textual application: header, the tabs (Fleet, GPUs, Services), footer, help and the palette.
 
 The first frame comes before anything slow: the app is built from what the command
 line asked for, paints a "loading" body, and only then validates the settings and
-builds the fleet monitor (`load_runtime`), then mounts the Fleet pane. A bad config
-ends the app with exit status 2 and the same message the CLI prints.
+builds the fleet monitor (`load_runtime`), then mounts the tabs (console_tabs.py,
+which also owns the 1 s tick that draws them). The telemetry hub is built after that,
+in a worker. A bad config ends the app with exit status 2 and the same message the
+CLI prints.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
@@ -25,11 +28,19 @@ from aiconsole.ui.themes import DEFAULT_THEME, bundled_theme_dirs, load_themes
 if TYPE_CHECKING:
     from aiconsole.assembly import Runtime
     from aiconsole.runtime import RuntimeRequest
+    from aiconsole.services.telemetry import TelemetryHub
+    from aiconsole.ui.console_tabs import ConsoleTabs
     from aiconsole.ui.fleet_pane import FleetPane
     from aiconsole.ui.help import KeyRow
 
-# The Fleet pane, its widgets and the dialogs are imported when first needed, after
-# the first frame: the start-up budget has no room for them (docs/performance.md).
+# The tabs, their panes and widgets and the dialogs are imported when first needed,
+# after the first frame: the start-up budget has no room for them (docs/performance.md).
+
+TAB_PALETTE = (
+    ("fleet", "Show Fleet", "VMs: power, cost, idle time"),
+    ("gpus", "Show GPUs", "Every GPU of the fleet"),
+    ("services", "Show Services", "Each service's health"),
+)
 
 EXIT_BAD_CONFIG = 2
 
@@ -46,6 +57,27 @@ def make_app(request: RuntimeRequest, *, theme_name: str | None = None) -> AiCon
     )
 
 
+class MainScreen(Screen[None]):
+    """The console's screen. It holds the tab keys, so they work here and not behind a
+    dialog or help, and so they stay together in the footer ("1 2 3 Tabs") even when
+    the config rebinds one (Textual moves a rebound key to the end of its node's bindings)."""
+
+    TAB_KEYS = Binding.Group("Tabs")
+    BINDINGS = [
+        binding("tab-fleet", "show_tab('fleet')", label="Fleet", group=TAB_KEYS),
+        binding("tab-gpus", "show_tab('gpus')", label="GPUs", group=TAB_KEYS),
+        binding("tab-services", "show_tab('services')", label="Services", group=TAB_KEYS),
+    ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show_tab":  # not before the tabs exist
+            return self.app.console_tabs is not None  # type: ignore[attr-defined]
+        return True
+
+    def action_show_tab(self, name: str) -> None:
+        self.app.action_show_tab(name)  # type: ignore[attr-defined]
+
+
 class AiConsoleApp(App[None]):
     TITLE = "aiconsole"
     CSS_PATH = "app.tcss"
@@ -53,6 +85,8 @@ class AiConsoleApp(App[None]):
         binding("help", "help", label="Help"),
         binding("quit", "quit", label="Quit"),
         binding("command-palette", "command_palette", show=False),
+        # Textual adds its own ctrl+p only when no binding opens the palette: ours does (colon).
+        Binding("ctrl+p", "command_palette", "palette", show=False, priority=True, tooltip="Open the command palette"),
     ]
 
     def __init__(
@@ -72,6 +106,8 @@ class AiConsoleApp(App[None]):
         self._telemetry_on = telemetry
         self._load_runtime = load_runtime
         self.runtime: Runtime | None = None
+        self.hub: TelemetryHub | None = None
+        """The telemetry hub, once built (after the tabs show)."""
         self.read_only = read_only
         self._forced_theme = theme_name
         self._set_subtitle(source)
@@ -119,10 +155,13 @@ class AiConsoleApp(App[None]):
         self.set_keymap(dict(runtime.settings.keys))  # ids were checked with the config
         if self._forced_theme is None:
             self._use_theme(runtime.settings.ui.theme)
+        from aiconsole.ui.console_tabs import ConsoleTabs
         from aiconsole.ui.fleet_pane import fleet_pane
 
         self.query_one("#loading").remove()
-        self.mount(fleet_pane(runtime.monitor, read_only=self.read_only, id="fleet"), before=self.query_one(Footer))
+        fleet = fleet_pane(runtime.monitor, read_only=self.read_only, id="fleet")
+        self.mount(ConsoleTabs(fleet, telemetry=self._telemetry_on, id="console"), before=self.query_one(Footer))
+        self.refresh_bindings()  # the tab keys (MainScreen) work from now on
         for warning in self._warnings:
             self.notify(warning, severity="warning", timeout=10, markup=False)
         if self._telemetry_on:
@@ -142,16 +181,24 @@ class AiConsoleApp(App[None]):
         try:
             hub = await asyncio.to_thread(runtime.build_telemetry)
         except Exception as error:  # shown, never fatal
-            self.notify(f"GPU telemetry is off: {error}", severity="error", markup=False, timeout=15)
+            self._telemetry_failed(error)
             return
-        fleet = self.fleet
-        if fleet is not None:
-            fleet.telemetry = hub
+        self.hub = hub
+        if (console := self.console_tabs) is not None:
+            console.use_telemetry(hub)
         monitor = runtime.monitor
         try:
             await hub.run(monitor.snapshot, on_busy=lambda vm, at: monitor.note_activity(vm, "gpu", "GPU busy", at))
+        except Exception as error:  # shown, never fatal: the Fleet tab goes on without gauges
+            self.hub = None
+            self._telemetry_failed(error)
         finally:
             await hub.aclose()
+
+    def _telemetry_failed(self, error: Exception) -> None:
+        self.notify(f"GPU telemetry is off: {error}", severity="error", markup=False, timeout=15)
+        if (console := self.console_tabs) is not None:
+            console.telemetry_failed(error)
 
     async def on_unmount(self) -> None:
         if self.runtime is not None:
@@ -166,6 +213,19 @@ class AiConsoleApp(App[None]):
     def fleet(self) -> FleetPane | None:
         panes = self.query("#fleet")
         return panes.first() if panes else None
+
+    @property
+    def console_tabs(self) -> ConsoleTabs | None:
+        """The tabs, once the runtime is loaded."""
+        found = self.query("#console")
+        return found.first() if found else None
+
+    def get_default_screen(self) -> Screen:
+        return MainScreen(id="_default")
+
+    def action_show_tab(self, name: str) -> None:
+        if (console := self.console_tabs) is not None:
+            console.show_tab(name)
 
     def action_help(self) -> None:
         from aiconsole.ui.help import HelpScreen
@@ -196,6 +256,8 @@ class AiConsoleApp(App[None]):
         fleet = self.fleet
         if fleet is None:
             return
+        for name, title, help_text in TAB_PALETTE:
+            yield SystemCommand(title, help_text, partial(self.action_show_tab, name))
         yield SystemCommand("Refresh fleet", "Ask every provider for fresh state", fleet.action_refresh)
         if self.read_only:
             return

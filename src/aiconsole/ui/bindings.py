@@ -7,10 +7,13 @@ from textual.binding import Binding
 from aiconsole.keymap import KEYS_BY_ID
 
 
-def binding(key_id: str, action: str, *, show: bool = True, label: str | None = None) -> Binding:
+def binding(
+    key_id: str, action: str, *, show: bool = True, label: str | None = None, group: Binding.Group | None = None
+) -> Binding:
     """A Binding whose default keys and description come from the key table.
 
     `label` is the short footer text; the table's description is what help shows.
+    Bindings of one `group` share one footer entry ("1 2 3 Tabs").
     """
     spec = KEYS_BY_ID[key_id]
     return Binding(
@@ -20,4 +23,5 @@ def binding(key_id: str, action: str, *, show: bool = True, label: str | None = 
         show=show,
         id=key_id,
         tooltip=spec.description,
+        group=group,
     )

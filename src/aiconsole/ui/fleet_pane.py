@@ -1,8 +1,10 @@
 """The Fleet tab: budget bars and one pane per VM, with start/stop/refresh keys.
 
 The pane owns the fleet monitor's worker. It repaints from an immutable
-`FleetSnapshot` once a second (costs and idle timers move with the clock) and
-at once when the monitor reports a change.
+`FleetSnapshot` on the console's 1 s tick (`draw`: costs and idle timers move with
+the clock, and the tick brings the latest telemetry for the GPU gauges) and when the
+monitor reports a change (`FleetChanged`, which the console turns into a `redraw`
+while this tab shows; see console_tabs.py).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from aiconsole.ui.widgets.budget_bar import BudgetBars
 from aiconsole.ui.widgets.vm_card import VmCard
 
 if TYPE_CHECKING:
-    from aiconsole.domain.gpu_levels import LevelCrossing
+    from textual.widget import Widget
+
+    from aiconsole.domain.telemetry import TelemetrySnapshot
     from aiconsole.services.fleet import FleetMonitor
-    from aiconsole.services.telemetry import TelemetryHub
 
 POWER_KEY_IDS = ("vm-start", "vm-stop")
 """The bindings --read-only takes out of the footer and help."""
@@ -37,7 +40,7 @@ def _power_bindings(*, show: bool) -> list:
 
 
 class FleetChanged(Message):
-    """The monitor saw something new (a power state, an error): repaint now."""
+    """The monitor saw something new (a power state, an error), or an action ended: repaint now."""
 
 
 class FleetPane(VerticalScroll):
@@ -57,8 +60,8 @@ class FleetPane(VerticalScroll):
         super().__init__(id=id, can_focus=False)
         self.monitor = monitor
         self.read_only = read_only
-        self.telemetry: TelemetryHub | None = None
-        """Set once the telemetry hub runs (it is built after the first frame: asyncssh is slow to import)."""
+        self._telemetry: TelemetrySnapshot | None = None
+        """The latest telemetry the console's tick gave (None before the hub runs)."""
         self._snapshot: FleetSnapshot = monitor.snapshot()
 
     def compose(self) -> ComposeResult:
@@ -68,51 +71,47 @@ class FleetPane(VerticalScroll):
             yield VmCard(vm, snap.at, id=f"vm-{vm.name}")
 
     def on_mount(self) -> None:
-        cards = list(self.query(VmCard))
-        if cards:
-            cards[0].focus()
-        self.set_interval(1.0, self.redraw, name="fleet-clock")
+        target = self.default_focus
+        if target is not None:
+            target.focus()
         # After the first frame: opening the monitor imports the HTTP clients.
         self.call_after_refresh(self.watch_fleet)
+
+    @property
+    def default_focus(self) -> Widget | None:
+        """The first VM's card (None in a fleet without VMs)."""
+        cards = self.query(VmCard)
+        return cards.first() if cards else None
 
     @work(exclusive=True, group="fleet-monitor")
     async def watch_fleet(self) -> None:
         """Open the monitor and poll providers until the pane goes away."""
         await self.monitor.open()
-        self.redraw()
+        self.post_message(FleetChanged())
         await self.monitor.run(on_change=lambda: self.post_message(FleetChanged()))
 
-    def on_fleet_changed(self, _: FleetChanged) -> None:
+    def draw(self, telemetry: TelemetrySnapshot | None) -> None:
+        """The console's tick: the clock moved, and `telemetry` is the latest (None: none yet)."""
+        self._telemetry = telemetry
         self.redraw()
 
     def redraw(self) -> None:
+        """Repaint from the monitor now, with the telemetry of the last tick."""
         self._snapshot = snap = self.monitor.snapshot()
-        telemetry = self.telemetry.snapshot() if self.telemetry is not None else None
+        telemetry = self._telemetry
         self.query_one(BudgetBars).show(snap.budget)
         for vm in snap.vms:
             host = telemetry.host(vm.name) if telemetry is not None else None
             self.query_one(f"#vm-{vm.name}", VmCard).show(vm, snap.at, host)
-        if self.telemetry is not None:
-            self._notify_crossings(self.telemetry.take_crossings())
-
-    def _notify_crossings(self, crossings: list[tuple[str, LevelCrossing]]) -> None:
-        """One notification per threshold crossed (the feeds apply hysteresis)."""
-        for host, crossing in crossings:
-            what = "temperature" if crossing.metric == "temp" else "VRAM"
-            value = f"{crossing.value:.0f} °C" if crossing.metric == "temp" else f"{crossing.value:.0f} %"
-            severity = {"critical": "error", "warning": "warning"}.get(crossing.to_level.value, "information")
-            self.notify(
-                f"{host} GPU{crossing.gpu_index} {what} {crossing.from_level.value} → {crossing.to_level.value} ({value})",
-                severity=severity,
-                markup=False,
-            )
 
     @property
     def snapshot(self) -> FleetSnapshot:
+        """What the pane last drew (the palette lists its VMs)."""
         return self._snapshot
 
     def vm_named(self, name: str) -> VmSnapshot | None:
-        return next((vm for vm in self._snapshot.vms if vm.name == name), None)
+        """What the monitor knows now: the pane may be hidden, its last drawing old."""
+        return next((vm for vm in self.monitor.snapshot().vms if vm.name == name), None)
 
     @property
     def selected(self) -> VmSnapshot | None:
@@ -183,7 +182,7 @@ class FleetPane(VerticalScroll):
         else:
             done = "running" if action == "start" else "stopped"
             self.notify(f"{name} is {done}.", markup=False)
-        self.redraw()
+        self.post_message(FleetChanged())
 
 
 def _stop_question(vm: VmSnapshot) -> ConfirmScreen:

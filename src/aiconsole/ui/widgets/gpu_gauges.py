@@ -239,6 +239,8 @@ def host_status_content(host: HostTelemetry, *, width: int = PANE_WIDTH, max_lin
     ~6 lines at 74 columns: the default `max_lines` shows it whole.
     """
     message = sanitize_line(host.message, 2000)
+    if host.state is FeedState.NO_GPU and message.lower().startswith("no gpu: "):
+        message = message[len("no gpu: ") :]  # the feeds say "no GPU: why"; the headline says "no GPU"
     head = _headline(host, message, width)
     if not message:
         return head.truncate(width, ellipsis=True)

@@ -1,0 +1,235 @@
+"""The console's tabs (Fleet, GPUs, Services) and the one 1 s tick that feeds them.
+
+Each tick takes ONE telemetry snapshot (`TelemetryHub.snapshot()`), notifies the
+threshold crossings since the last tick (each once, whichever tab shows), and draws
+only the visible tab: the GPU table of 800 GPUs costs nothing while it is hidden. A
+tab that becomes visible is drawn at once from a fresh tick (before it shows, when the
+switch comes from a key or the palette), so what it drew long ago is never shown as
+current; a hidden tab is also made invisible, so a click on the strip, which shows the
+tab before the tick can draw it, shows it blank for that frame, not out of date. The
+Fleet tab, when it shows, is drawn on every tick even without telemetry: costs and
+idle timers move with the clock.
+
+Until the hub exists (it is built in a thread after the first frame: asyncssh is slow
+to import) the GPUs and Services tabs say "starting telemetry…"; if it failed, they say
+why.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from textual import events
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widget import Widget
+from textual.widgets import TabbedContent, TabPane, Tabs
+
+from aiconsole.domain.sanitize import sanitize_line
+from aiconsole.ui.fleet_pane import FleetChanged, FleetPane
+from aiconsole.ui.gpu_pane import GpuPane
+from aiconsole.ui.services_pane import ServicesPane
+from aiconsole.ui.telemetry_pane import OFF, STARTING, TelemetryPane, failed
+
+if TYPE_CHECKING:
+    from textual.timer import Timer
+
+    from aiconsole.domain.gpu_levels import LevelCrossing
+    from aiconsole.domain.telemetry import TelemetrySnapshot
+
+TABS: dict[str, str] = {"fleet": "Fleet", "gpus": "GPUs", "services": "Services"}
+"""Tab name (as the `show_tab` action and the palette name it) -> its title."""
+_PANE_SUFFIX = "-tab"
+
+
+class TelemetrySource(Protocol):
+    """What the tick reads: the `TelemetryHub`, or a fixed stand-in (tests)."""
+
+    def snapshot(self) -> TelemetrySnapshot: ...
+
+    def take_crossings(self) -> list[tuple[str, LevelCrossing]]: ...
+
+
+def crossing_message(host: str, crossing: LevelCrossing) -> tuple[str, str]:
+    """(text, severity) of the notification for one threshold crossed."""
+    what = "temperature" if crossing.metric == "temp" else "VRAM"
+    value = f"{crossing.value:.0f} °C" if crossing.metric == "temp" else f"{crossing.value:.0f} %"
+    severity = {"critical": "error", "warning": "warning"}.get(crossing.to_level.value, "information")
+    name = sanitize_line(host, 200)
+    text = f"{name} GPU{crossing.gpu_index} {what} {crossing.from_level.value} → {crossing.to_level.value} ({value})"
+    return text, severity
+
+
+MAX_CROSSING_NOTICES = 3
+"""More crossings than this in one tick become one notice: a fleet of 100 VMs starting
+with warm GPUs would otherwise stack hundreds of toasts (each one mounted, laid out and
+timed out) that nobody can read."""
+_SEVERITY_RANK = {"information": 0, "warning": 1, "error": 2}
+
+
+def crossing_notices(crossings: list[tuple[str, LevelCrossing]]) -> list[tuple[str, str]]:
+    """(text, severity) per crossing, or one summary when there are too many to read."""
+    messages = [crossing_message(host, crossing) for host, crossing in crossings]
+    if len(messages) <= MAX_CROSSING_NOTICES:
+        return messages
+    worst = max((severity for _, severity in messages), key=_SEVERITY_RANK.__getitem__)
+    shown = [text for text, severity in messages if severity == worst][:2]
+    more = len(messages) - len(shown)
+    text = f"{len(messages)} GPU thresholds crossed: " + "; ".join(shown) + f"; and {more} more (GPUs tab)"
+    return [(text, worst)]
+
+
+class ConsoleTabs(Vertical):
+    """Fleet, GPUs and Services; `show_tab(name)` switches, `use_telemetry(hub)` feeds them."""
+
+    DEFAULT_CSS = """
+    ConsoleTabs { height: 1fr; }
+    ConsoleTabs > TabbedContent { height: 1fr; }
+    ConsoleTabs > TabbedContent > ContentSwitcher { height: 1fr; }
+    ConsoleTabs > TabbedContent > ContentSwitcher > TabPane { height: 1fr; padding: 0; }
+    /* One line for the strip, not two: at 80x24 every line counts. The active tab is
+       told by its colour and weight instead of an underline bar. */
+    ConsoleTabs ContentTabs { height: 1; background: $panel; }
+    ConsoleTabs ContentTabs Underline { display: none; }
+    ConsoleTabs ContentTabs Tab.-active { color: $text-accent; text-style: bold underline; }
+    ConsoleTabs ContentTabs:focus Tab.-active { color: $block-cursor-foreground; background: $block-cursor-background; }
+    """
+
+    def __init__(self, fleet: FleetPane, *, telemetry: bool = True, id: str | None = None) -> None:
+        """`telemetry=False`: no hub will come (the GPUs and Services tabs say it is off)."""
+        super().__init__(id=id)
+        self.fleet = fleet
+        self.gpus = GpuPane(STARTING if telemetry else OFF, id="gpus")
+        self.services = ServicesPane(STARTING if telemetry else OFF, id="services")
+        self.source: TelemetrySource | None = None
+        self.latest: TelemetrySnapshot | None = None
+        """The snapshot of the last tick (None before the hub exists)."""
+        self.ticks = 0
+        self._drawn = ""  # the tab the last tick drew
+        self._focused: dict[str, Widget] = {}  # per tab, the widget last focused in it
+        self._clock: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        panes = {"fleet": self.fleet, "gpus": self.gpus, "services": self.services}
+        with TabbedContent(initial="fleet" + _PANE_SUFFIX):
+            for name, title in TABS.items():
+                with TabPane(Content(title), id=name + _PANE_SUFFIX):
+                    yield panes[name]
+
+    def on_mount(self) -> None:
+        self._start_clock()
+
+    def _start_clock(self) -> None:
+        # A new timer, not Timer.reset(): a reset only takes effect when the pending sleep
+        # ends, which would put up to 2 s between a tick out of turn and the next one.
+        if self._clock is not None:
+            self._clock.stop()
+        self._clock = self.set_interval(1.0, self.tick, name="console-tick")
+
+    # -- which tab ------------------------------------------------------------------------
+
+    @property
+    def active(self) -> str:
+        """The visible tab's name ("fleet", "gpus", "services")."""
+        return self.query_one(TabbedContent).active.removesuffix(_PANE_SUFFIX)
+
+    def pane(self, name: str) -> Widget:
+        return {"fleet": self.fleet, "gpus": self.gpus, "services": self.services}[name]
+
+    def _tab_pane(self, name: str) -> TabPane:
+        return self.query_one(f"#{name}{_PANE_SUFFIX}", TabPane)
+
+    def show_tab(self, name: str) -> None:
+        """Draw `name` from a fresh tick, then show it, focused where the operator left it."""
+        if name == self.active:
+            self._focus(name)
+            return
+        self._tick_now(name)
+        # Textual hands the focus of a widget that hides to a sibling, hidden too: that
+        # sibling's tab would come back. So nothing is focused while the tabs switch.
+        self.screen.set_focus(None)
+        self.query_one(TabbedContent).active = name + _PANE_SUFFIX
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        name = self.active
+        for other in TABS:
+            if other != name:
+                self._tab_pane(other).visible = False  # what it drew goes out of date from now on
+        if self._drawn != name:  # shown by a click or the tab strip's own keys: draw now
+            self._tick_now()
+        if not isinstance(self.screen.focused, Tabs):  # not while the operator moves along the strip
+            self._focus(name)
+
+    def _focus(self, name: str) -> None:
+        remembered = self._focused.get(name)
+        target: Widget | None
+        if remembered is not None and remembered.is_attached and remembered.display:
+            target = remembered
+        elif name == "fleet":
+            target = self.fleet.default_focus
+        else:
+            pane = self.pane(name)
+            assert isinstance(pane, TelemetryPane)
+            target = pane.focus_target
+        if target is not None:
+            target.focus(scroll_visible=False)
+        else:
+            self.screen.set_focus(None)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        for name in TABS:
+            if self.pane(name) in event.widget.ancestors_with_self:
+                self._focused[name] = event.widget
+                return
+
+    # -- the tick ---------------------------------------------------------------------------
+
+    def use_telemetry(self, source: TelemetrySource) -> None:
+        """The hub is running: tick now, so the GPUs and Services tabs stop saying "starting"."""
+        self.source = source
+        self._tick_now()
+
+    def telemetry_failed(self, error: object) -> None:
+        """The hub could not start (or stopped): the telemetry tabs say so; the Fleet tab goes on."""
+        self.source = self.latest = None
+        for pane in (self.gpus, self.services):
+            pane.say(failed(error))
+        self.fleet.draw(None)
+
+    def tick(self, visible: str | None = None) -> None:
+        """One snapshot, its crossings notified, and the `visible` tab (default: the active one) drawn."""
+        self.ticks += 1
+        source = self.source
+        self.latest = source.snapshot() if source is not None else None
+        if source is not None:
+            for text, severity in crossing_notices(source.take_crossings()):
+                self.notify(text, severity=severity, markup=False)  # type: ignore[arg-type]
+        self._drawn = visible or self.active
+        self._draw(self._drawn)
+
+    def _tick_now(self, visible: str | None = None) -> None:
+        """A tick out of turn; the next one comes a second after it, not sooner."""
+        self.tick(visible)
+        if self._clock is not None:
+            self._start_clock()
+
+    def _draw(self, name: str) -> None:
+        tab_pane = self._tab_pane(name)
+        if not tab_pane.visible:
+            tab_pane.visible = True
+        if name == "fleet":
+            self.fleet.draw(self.latest)
+            return
+        pane = self.pane(name)
+        assert isinstance(pane, TelemetryPane)
+        waiting = not pane.live
+        pane.draw(self.latest)
+        if waiting and pane.live and self.screen.focused is None and name == self.active:
+            self._focus(name)  # the status line gave way to the view: it takes the keys now
+
+    def on_fleet_changed(self, event: FleetChanged) -> None:
+        """The monitor saw something new: repaint the Fleet tab now, if it shows."""
+        event.stop()
+        if self.active == "fleet":
+            self.fleet.redraw()
