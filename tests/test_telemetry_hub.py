@@ -72,7 +72,7 @@ async def test_a_running_vm_gets_gpus_and_services_and_a_stopped_one_opens_no_co
         )  # fmt: skip
         hub = TelemetryHub(settings, pool, health_interval_s=0.2)
         current = fleet(training=PowerState.RUNNING, **{"stopped-one": PowerState.STOPPED})
-        runner = asyncio.create_task(hub.run(lambda: current))
+        runner = asyncio.create_task(hub.run(lambda: current.powers()))
         try:
             await wait_until(lambda: hub.snapshot().host("training").state is FeedState.LIVE)
             await wait_until(lambda: hub.snapshot().host("training").services[0].state is HealthState.UP)
@@ -105,7 +105,7 @@ async def test_services_are_checked_as_soon_as_a_vm_runs_and_its_ssh_forward_is_
         )  # fmt: skip
         hub = TelemetryHub(settings, pool, health_interval_s=3600)
         current = fleet(training=PowerState.STOPPED)
-        runner = asyncio.create_task(hub.run(lambda: current))
+        runner = asyncio.create_task(hub.run(lambda: current.powers()))
         try:
             await asyncio.sleep(0.3)  # the first round has run: nothing was running
             assert hub.snapshot().host("training").services[0].state is HealthState.UNKNOWN

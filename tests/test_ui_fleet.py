@@ -405,3 +405,21 @@ async def test_a_provider_failing_past_its_freshness_marks_the_last_state_stale(
         assert subtitle == "⚠ stale 20s · TensorDock server error (HTTP 503): Service Unavailable"
         assert "● running" in card_text(app, "inference")  # the last answer, still shown
         assert "stale" not in card_text(app, "homelab")  # Proxmox answered just now
+
+
+async def test_only_cards_in_view_are_repainted_and_the_others_when_they_scroll_into_view(tmp_path: Path) -> None:
+    # A fleet of 100 VMs repainting every card every second cost a quarter of a core.
+    app = demo_app(tmp_path)
+    async with app.run_test(size=(80, 14)) as pilot:
+        fleet = await fleet_ready(pilot)
+        fleet.redraw()
+        await pilot.pause()
+        assert card(app, "inference").behind is False, "in view: repainted"
+        assert card(app, "brain").behind is True, "out of view: remembered, not repainted"
+        assert card(app, "brain").vm == vm_now(app, "brain"), "but given the latest state"
+        for _ in range(3):
+            await pilot.press("j")  # focus moves down to brain, which scrolls into view
+        await pilot.pause()
+        assert app.screen.focused is card(app, "brain")
+        assert card(app, "brain").behind is False
+        assert "always on" in card_text(app, "brain")

@@ -23,7 +23,7 @@ async def read_telemetry(runtime: Runtime, fleet: FleetSnapshot, timeout_s: floa
     """One reading of every running VM's GPUs and services (waits at most `timeout_s`)."""
     hub = await asyncio.to_thread(runtime.build_telemetry)
     try:
-        hub.follow(fleet)
+        hub.follow(fleet.powers())
         try:
             async with asyncio.timeout(timeout_s):
                 while not all(host.state in _SETTLED for host in hub.snapshot().hosts):
@@ -135,7 +135,7 @@ async def _watch(runtime: Runtime, out: TextIO) -> int:
     hub = await asyncio.to_thread(runtime.build_telemetry)
     monitor = runtime.monitor
     poller = asyncio.create_task(monitor.run())
-    runner = asyncio.create_task(hub.run(monitor.snapshot))
+    runner = asyncio.create_task(hub.run(monitor.powers))
     clear = "\x1b[H\x1b[2J" if out.isatty() else ""
     try:
         while True:

@@ -82,3 +82,7 @@ class FleetSnapshot:
     budget: BudgetSnapshot
     read_only: bool = False
     notes: tuple[str, ...] = field(default=())
+
+    def powers(self) -> dict[str, PowerState]:
+        """Each VM's power state by name."""
+        return {vm.name: vm.power for vm in self.vms}

@@ -94,5 +94,10 @@ class Series:
 
     def window(self) -> SeriesWindow:
         """The current points, oldest first, as an immutable view (no copy)."""
-        end = len(self._points)
-        return SeriesWindow(self._points, max(0, end - self.length), end)
+        return SeriesWindow(*self.bounds())
+
+    def bounds(self) -> tuple[list[Point], int, int]:
+        """(list, start, end): what a window holds, for callers that make one only when read."""
+        points = self._points
+        end = len(points)
+        return points, (end - self.length if end > self.length else 0), end

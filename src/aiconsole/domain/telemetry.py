@@ -15,6 +15,7 @@ from enum import StrEnum
 from aiconsole.domain.gpu import GpuProcess, GpuSample
 from aiconsole.domain.gpu_levels import Level
 from aiconsole.domain.health import ServiceHealth
+from aiconsole.domain.series import SeriesWindow
 
 STALE_AFTER_INTERVALS = 3
 LOCAL_HOST = "local"
@@ -31,15 +32,66 @@ class FeedState(StrEnum):
     REFUSED = "refused"  # the SSH host key was refused; `message` says how to accept it
 
 
-@dataclass(frozen=True, slots=True)
 class GpuHistory:
     """The last minutes of one GPU, oldest first, one point per sample (None = unknown).
 
-    Immutable sequences: tuples, or the feeds' `SeriesWindow`s (views without a copy)."""
+    Immutable. `util_pct`, `temp_c` and `mem_pct` are sequences (tuples, or the feeds'
+    `SeriesWindow`s). The feeds make one per GPU per sample with `of_series`, which keeps
+    the three point lists and builds a window only when read: the GPU view reads the
+    histories of the rows on screen, not of all 800 GPUs.
+    """
 
-    util_pct: Sequence[float | None] = ()
-    temp_c: Sequence[float | None] = ()
-    mem_pct: Sequence[float | None] = ()
+    __slots__ = ("_end", "_lists", "_start", "_windows")
+
+    def __init__(
+        self,
+        util_pct: Sequence[float | None] = (),
+        temp_c: Sequence[float | None] = (),
+        mem_pct: Sequence[float | None] = (),
+    ) -> None:
+        self._windows: tuple[Sequence[float | None], ...] | None = (util_pct, temp_c, mem_pct)
+        self._lists: tuple[list[float | None], ...] = ()
+        self._start = self._end = 0
+
+    @classmethod
+    def of_series(
+        cls, util: list[float | None], temp: list[float | None], mem: list[float | None], start: int, end: int
+    ) -> GpuHistory:
+        """Points `[start, end)` of three append-only lists (see domain/series.py), read lazily."""
+        history = cls.__new__(cls)
+        history._windows = None
+        history._lists, history._start, history._end = (util, temp, mem), start, end
+        return history
+
+    def _series(self) -> tuple[Sequence[float | None], ...]:
+        windows = self._windows
+        if windows is None:
+            windows = self._windows = tuple(SeriesWindow(points, self._start, self._end) for points in self._lists)
+        return windows
+
+    @property
+    def util_pct(self) -> Sequence[float | None]:
+        return self._series()[0]
+
+    @property
+    def temp_c(self) -> Sequence[float | None]:
+        return self._series()[1]
+
+    @property
+    def mem_pct(self) -> Sequence[float | None]:
+        return self._series()[2]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GpuHistory):
+            return NotImplemented
+        return other is self or self._series() == other._series()
+
+    def __hash__(self) -> int:
+        return hash(tuple(tuple(series) for series in self._series()))
+
+    def __repr__(self) -> str:
+        util, temp, mem = self._series()
+        return f"GpuHistory(util_pct={tuple(util)!r}, temp_c={tuple(temp)!r}, mem_pct={tuple(mem)!r})"
 
 
 @dataclass(frozen=True, slots=True)

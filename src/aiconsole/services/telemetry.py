@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime
 
-from aiconsole.domain.fleet import FleetSnapshot
 from aiconsole.domain.gpu_levels import GpuThresholds, LevelCrossing
 from aiconsole.domain.health import HealthTarget, ServiceHealth, unchecked
 from aiconsole.domain.power import PowerState
@@ -78,9 +77,8 @@ class TelemetryHub:
 
     # -- following the fleet ---------------------------------------------------------------
 
-    def follow(self, fleet: FleetSnapshot) -> None:
-        """Start feeds for VMs that run and have an `ssh` target; stop the others'."""
-        power = {vm.name: vm.power for vm in fleet.vms}
+    def follow(self, power: Mapping[str, PowerState]) -> None:
+        """Start feeds for VMs that run (by name: their power) and have an `ssh` target; stop the others'."""
         for vm in self.settings.vm:
             running = power.get(vm.name) is PowerState.RUNNING
             if running and vm.name not in self._running and vm.service:
@@ -127,7 +125,7 @@ class TelemetryHub:
 
     async def run(
         self,
-        fleet: Callable[[], FleetSnapshot],
+        powers: Callable[[], Mapping[str, PowerState]],
         on_busy: Callable[[str, datetime], None] = lambda vm, at: None,
     ) -> None:
         """Follow the fleet once a second and check services, until cancelled.
@@ -140,7 +138,7 @@ class TelemetryHub:
                 group.create_task(self.local.run(), name="gpu-feed-local")
             group.create_task(self._check_services_forever(), name="health-checks")
             while True:
-                self.follow(fleet())
+                self.follow(powers())
                 now = self._clock()
                 for vm, busy in self.busy(now).items():
                     if busy:

@@ -45,6 +45,17 @@ TAB_PALETTE = (
 EXIT_BAD_CONFIG = 2
 
 
+def _freeze_startup_heap() -> None:
+    """Leave what start-up built (Textual, the widgets, asyncssh: ~200k objects) out of garbage
+    collection from now on. Telemetry allocates thousands of short-lived objects a second,
+    and each full collection walked them all again: ~0.1 s a time, 1-2 % of a core with 100
+    VMs (docs/performance.md). Objects frozen are still freed when unreferenced; only
+    reference cycles among them would stay, and start-up's objects live as long as the app."""
+    import gc
+
+    gc.freeze()  # no gc.collect() first: a full collection here would stall the UI for ~0.1 s
+
+
 def make_app(request: RuntimeRequest, *, theme_name: str | None = None) -> AiConsoleApp:
     """The app for a request from the command line; `theme_name` (--theme) beats the config's."""
     return AiConsoleApp(
@@ -186,9 +197,10 @@ class AiConsoleApp(App[None]):
         self.hub = hub
         if (console := self.console_tabs) is not None:
             console.use_telemetry(hub)
+        self.set_timer(5.0, _freeze_startup_heap)
         monitor = runtime.monitor
         try:
-            await hub.run(monitor.snapshot, on_busy=lambda vm, at: monitor.note_activity(vm, "gpu", "GPU busy", at))
+            await hub.run(monitor.powers, on_busy=lambda vm, at: monitor.note_activity(vm, "gpu", "GPU busy", at))
         except Exception as error:  # shown, never fatal: the Fleet tab goes on without gauges
             self.hub = None
             self._telemetry_failed(error)

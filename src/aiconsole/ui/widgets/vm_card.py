@@ -122,17 +122,33 @@ class VmCard(Widget, can_focus=True):
         self.now = now
         self.telemetry: HostTelemetry | None = None
         self._built_gauges: tuple[HostTelemetry, int, Content] | None = None
+        self._title_of: tuple[str, str, str | None] | None = None
+        self.behind = False
+        """True while what it shows is older than what `show` gave (it was out of view)."""
         self._apply_titles()
 
     @property
     def vm_name(self) -> str:
         return self.vm.name
 
-    def show(self, vm: VmSnapshot, now: datetime, telemetry: HostTelemetry | None = None) -> None:
+    def show(
+        self, vm: VmSnapshot, now: datetime, telemetry: HostTelemetry | None = None, *, in_view: bool = True
+    ) -> None:
+        """Take the VM's latest state; repaint if `in_view`, else only remember it (`behind`)
+        and repaint when `paint()` is called, unless its height changes (the layout must know)."""
         lines_before = self._gauge_lines()
         self.vm, self.now, self.telemetry = vm, now, telemetry
+        resized = self._gauge_lines() != lines_before
+        if in_view or resized:
+            self.paint(layout=resized)
+        else:
+            self.behind = True
+
+    def paint(self, *, layout: bool = False) -> None:
+        """Repaint from what `show` gave last."""
+        self.behind = False
         self._apply_titles()
-        self.refresh(layout=self._gauge_lines() != lines_before)
+        self.refresh(layout=layout)
 
     def _gauges(self) -> Content | None:
         """The GPU block, built once per new telemetry (the hub hands out the same object
@@ -148,6 +164,9 @@ class VmCard(Widget, can_focus=True):
 
     def _gauge_lines(self) -> int:
         """How many lines the GPU block takes: a change of count needs a new layout."""
+        host = self.telemetry
+        if host is not None and host.gpus and host.state in (FeedState.LIVE, FeedState.STALE):
+            return len(host.gpus)  # one gauge line per GPU: no need to build them to count
         gauges = self._gauges()
         return 0 if gauges is None else gauges.plain.count("\n") + 1
 
@@ -156,10 +175,13 @@ class VmCard(Widget, can_focus=True):
 
     def _apply_titles(self) -> None:
         # Content, not str: a str title would be parsed as markup, and labels come from providers.
-        title = [(self.vm.name, "bold"), ("  ", ""), (self.vm.provider, "$foreground-muted")]
-        if self.vm.label and self.vm.label != self.vm.name:
-            title += [("  ", ""), (self.vm.label, "$foreground-muted italic")]
-        self.border_title = Content.assemble(*title)
+        title_of = (self.vm.name, self.vm.provider, self.vm.label)
+        if title_of != self._title_of:  # set only when it changes: each set repaints the card
+            self._title_of = title_of
+            title = [(self.vm.name, "bold"), ("  ", ""), (self.vm.provider, "$foreground-muted")]
+            if self.vm.label and self.vm.label != self.vm.name:
+                title += [("  ", ""), (self.vm.label, "$foreground-muted italic")]
+            self.border_title = Content.assemble(*title)
         self.border_subtitle = status_content(self.vm, self.now)
 
     def render(self) -> Content:
