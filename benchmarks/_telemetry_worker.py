@@ -180,15 +180,17 @@ async def _poll(sample: Any, vm: str, phase: float, interval: float, tally: Tall
 def _naive_sampler(target: str, known_hosts: Any, key: Any, command: str, ciphers: list[str]) -> Any:
     import asyncssh
 
+    from aiconsole.services.ssh import PREFERRED_CIPHERS
     from aiconsole.services.ssh_target import SshTarget
 
     parsed = SshTarget.parse(target)
+    ciphers = ciphers or list(PREFERRED_CIPHERS)  # the console's own order: like for like
 
     async def sample() -> str:
         async with asyncssh.connect(
             parsed.host, port=parsed.port, username=parsed.user, known_hosts=known_hosts,
             client_keys=[key], agent_path=None, config=None, connect_timeout=10,
-            **({"encryption_algs": ciphers} if ciphers else {}),
+            encryption_algs=ciphers,
         ) as conn:
             result = await conn.run(command, check=False, timeout=10, encoding="utf-8", errors="replace")
         return result.stdout or ""
@@ -217,7 +219,7 @@ def _cpu_s() -> float:
 
 
 def _pool(fleet: dict, ciphers: list[str]) -> Any:
-    """The console's pool, as the app builds it; `ciphers` (an experiment) overrides asyncssh's order."""
+    """The console's pool, as the app builds it; `ciphers` (an experiment) overrides its order."""
     from aiconsole.services.ssh import SshPool, SshTarget
 
     class Pool(SshPool):

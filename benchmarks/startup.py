@@ -27,7 +27,6 @@ import fcntl
 import os
 import pty
 import select
-import signal
 import statistics
 import struct
 import subprocess
@@ -36,6 +35,8 @@ import tempfile
 import termios
 import time
 from pathlib import Path
+
+from _proc import stop_session  # benchmarks/ is on sys.path: this runs as a script
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT_S = 20.0
@@ -65,18 +66,8 @@ def time_to_text(argv: list[str], marker: bytes, env: dict[str, str]) -> float:
                 return time.perf_counter() - started
         raise RuntimeError(f"{argv} never showed {marker!r}; it wrote: {seen[-2000:]!r}")
     finally:
-        _stop(proc)
+        stop_session(proc)
         os.close(master)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def summary(name: str, times: list[float]) -> str:
