@@ -36,9 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _proc import stop_session  # benchmarks/ is on sys.path: this runs as a script
+from _proc import process_cpu_s, stop_session  # benchmarks/ is on sys.path: this runs as a script
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 60.0
 
 
@@ -91,11 +90,6 @@ class Terminal:
         os.write(self.master, keys)
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
-
-
 def _vm_hwm_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -145,10 +139,10 @@ def measure(args: argparse.Namespace, fleet: dict, directory: Path) -> dict[str,
             return result | {"failed": f"the console exited with status {proc.returncode}: {terminal.text()}"}
         servers = args.server_pid or None
         before, bytes0, wall0 = terminal.text(), terminal.bytes_read, time.perf_counter()
-        cpu0, server0 = _cpu_s(proc.pid), _cpu_s(servers) if servers else 0.0
+        cpu0, server0 = process_cpu_s(proc.pid), process_cpu_s(servers) if servers else 0.0
         terminal.pump(args.seconds)
         wall = time.perf_counter() - wall0
-        cpu, server = _cpu_s(proc.pid) - cpu0, (_cpu_s(servers) - server0) if servers else float("nan")
+        cpu, server = process_cpu_s(proc.pid) - cpu0, (process_cpu_s(servers) - server0) if servers else float("nan")
         result |= {
             "window_s": wall, "cpu_s": cpu, "cpu_pct": 100 * cpu / wall, "rss_peak_mb": _vm_hwm_mb(proc.pid),
             "terminal_bytes_per_s": (terminal.bytes_read - bytes0) / wall, "server_cpu_pct": 100 * server / wall,

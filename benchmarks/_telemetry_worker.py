@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _proc import process_cpu_s  # benchmarks/ is on sys.path: this runs as a script
+
 VARIANTS = ("feed", "stream", "command", "naive")
 READY_TIMEOUT_S = 60.0
 PAGE = os.sysconf("SC_PAGE_SIZE")
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -205,14 +206,6 @@ def _pooled_sampler(pool: Any, vm: str, target: str, command: str) -> Any:
     return sample
 
 
-def _server_cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-
-
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -306,7 +299,7 @@ async def _stop(tasks: list[asyncio.Task]) -> None:
 
 
 async def _window(seconds: float, server_pid: int, tally: Tally, profile: str = "") -> dict[str, Any]:
-    frames0, short0, cpu0, server0 = tally.frames, tally.short, _cpu_s(), _server_cpu_s(server_pid)
+    frames0, short0, cpu0, server0 = tally.frames, tally.short, _cpu_s(), process_cpu_s(server_pid)
     profiler = None
     if profile:  # where the time goes (cProfile slows everything: its CPU figure is not the result)
         import cProfile
@@ -319,7 +312,7 @@ async def _window(seconds: float, server_pid: int, tally: Tally, profile: str = 
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
-    cpu, server = _cpu_s() - cpu0, _server_cpu_s(server_pid) - server0
+    cpu, server = _cpu_s() - cpu0, process_cpu_s(server_pid) - server0
     rss_now = int(Path("/proc/self/statm").read_text().split()[1]) * PAGE / 2**20
     # ru_maxrss (KiB) is the kernel's high-water mark, which it updates lazily: never below now.
     rss_peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_now)

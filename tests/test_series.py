@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from aiconsole.domain.series import EMPTY_WINDOW, Series, SeriesWindow
+from aiconsole.domain.series import Series, SeriesWindow
 
 
 def test_a_window_keeps_its_points_while_the_series_grows_and_is_compacted() -> None:
@@ -18,7 +18,7 @@ def test_a_window_keeps_its_points_while_the_series_grows_and_is_compacted() -> 
     for value in range(3, 20):  # past the 1.5x limit several times: the list is replaced, not edited
         series.append(float(value))
     assert early == (1.0, 2.0, None), "an old window must not see later points"
-    assert series.window() == (16.0, 17.0, 18.0, 19.0) and len(series) == 4
+    assert series.window() == (16.0, 17.0, 18.0, 19.0) and len(series.window()) == 4
 
 
 def test_windows_read_like_tuples() -> None:
@@ -37,7 +37,7 @@ def test_windows_read_like_tuples() -> None:
         window[-6]
     assert window == list(expected) and expected == window and window != (3.0, 4.0)
     assert hash(window) == hash(expected) and set(window) == set(expected)
-    assert EMPTY_WINDOW == () and len(EMPTY_WINDOW) == 0
+    assert SeriesWindow([], 0, 0) == () and len(SeriesWindow([], 0, 0)) == 0
 
 
 def test_against_a_plain_bounded_list_under_random_appends() -> None:

@@ -67,8 +67,6 @@ class SeriesWindow(Sequence[Point]):
         return f"SeriesWindow({list(self)!r})"
 
 
-EMPTY_WINDOW = SeriesWindow([], 0, 0)
-
 
 class Series:
     """The last `length` points of one metric (mutable, owned by one writer)."""
@@ -88,9 +86,6 @@ class Series:
         points.append(point)
         if len(points) >= self._limit:
             self._points = points[-self.length :]  # a new list: windows over the old one stay as they were
-
-    def __len__(self) -> int:
-        return min(len(self._points), self.length)
 
     def window(self) -> SeriesWindow:
         """The current points, oldest first, as an immutable view (no copy)."""
