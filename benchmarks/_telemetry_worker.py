@@ -83,8 +83,8 @@ async def _stream(pool: Any, vm: str, target: str, command: str, tally: Tally) -
         parser = GpuStreamParser()
         try:
             async with pool.stream_lines(vm, target, command) as lines:
-                async for line in lines:
-                    frames = parser.feed(line + "\n", _now())
+                async for batch in lines.batches():  # as the feed reads them
+                    frames = parser.feed_lines(batch, _now())
                     if frames:
                         tally.take(vm, frames)
         except SshError as exc:

@@ -21,7 +21,7 @@ from aiconsole.demo.gpu_sim import TRAINING_LOAD, compute_apps
 from aiconsole.demo.ssh_server import LoopbackSshServer
 from aiconsole.domain.gpu import GpuFrame, GpuSample, parse_compute_apps
 from aiconsole.domain.gpu_levels import GpuMetric, GpuThresholds, Level, mem_level, temp_level
-from aiconsole.domain.telemetry import FeedState
+from aiconsole.domain.telemetry import FeedState, HostOutline
 from aiconsole.services.gpu_feed import (
     GpuFeed,
     LocalGpuFeed,
@@ -385,6 +385,19 @@ def test_view_is_cached_until_a_frame_or_freshness_changes() -> None:
     assert fresh.state is FeedState.LIVE and fresh.gpus[0].history.temp_c == (50.0, 50.0)
     feed.record_processes(())
     assert feed.view(T0 + timedelta(seconds=5.2)) is fresh  # nothing changed
+
+
+def test_outline_matches_the_view_and_stays_the_same_object_while_unchanged() -> None:
+    feed = GpuFeed("vm", interval_s=1.0)
+    waiting = feed.outline(T0)
+    assert (waiting.state, waiting.gpu_indices) == (FeedState.CONNECTING, ())
+    feed.record_frames([frame(T0, sample(T0, index=1, uuid="GPU-b"), sample(T0))])
+    for at in (T0 + timedelta(seconds=0.5), T0 + timedelta(seconds=3.5)):  # live, then stale
+        view, outline = feed.view(at), feed.outline(at)
+        assert outline == HostOutline.of(view) and outline.gpu_indices == (0, 1)
+    assert feed.outline(T0 + timedelta(seconds=3.6)) is outline  # nothing in it changed: no new object
+    feed.set_state(FeedState.ERROR, "nvidia-smi exited with status 9")
+    assert feed.outline(T0).state is FeedState.ERROR and feed.outline(T0) == HostOutline.of(feed.view(T0))
 
 
 def test_history_is_bounded_and_gone_gpus_are_kept_stale_then_forgotten() -> None:

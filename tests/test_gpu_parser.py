@@ -328,6 +328,26 @@ def test_any_split_point_gives_the_same_frames_as_the_whole_input() -> None:
     assert frames_of(text, list(text)) == whole  # one character at a time
 
 
+def test_complete_lines_give_the_same_frames_as_the_text() -> None:
+    # What `RemoteLines.batches()` hands the feed: lines already split, a read's worth at a time.
+    text = (
+        rounds([0, 1, 2], [0, 2]) + "junk line\n\n" + gpu_line(1, name="A, B") + "\n"
+        + rounds([0, 1, 2]) + "0" * (MAX_LINE_CHARS + 1) + "\n" + rounds([0, 1, 2])
+    )  # fmt: skip
+    whole = frames_of(text)
+    lines = text.split("\n")[:-1]
+    for size in (1, 2, 3, 8, len(lines)):
+        parser, frames = GpuStreamParser(), []
+        for start in range(0, len(lines), size):
+            frames += parser.feed_lines(lines[start : start + size], AT)
+        assert frames + parser.flush(AT) == whole, size
+        assert parser.skipped_lines == 2  # the junk and the over-long line
+    mixed = GpuStreamParser()  # a chunk that ended mid-line, then lines: the first line completes it
+    cut = text.index("\n") // 2
+    frames = mixed.feed(text[:cut], AT) + mixed.feed_lines(text[cut:].split("\n")[:-1], AT)
+    assert frames + mixed.flush(AT) == whole
+
+
 def test_an_over_long_line_is_dropped_without_growing_the_buffer() -> None:
     parser = GpuStreamParser()
     parser.feed(rounds([0]), AT)

@@ -42,6 +42,9 @@ async def script(command: str, process: asyncssh.SSHServerProcess) -> int | None
             await asyncio.sleep(0.02)
     elif command == "escapes":
         process.stdout.write((ESCAPES + "\n").encode())
+    elif words[:1] == ["round"]:  # round N: N lines in one write, as nvidia-smi writes a round
+        process.stdout.write("".join(f"gpu {index}\n" for index in range(int(words[1]))).encode())
+        await process.stdout.drain()
     elif words[:1] == ["lines"]:  # lines N: N lines, 20 ms apart
         for index in range(int(words[1])):
             process.stdout.write(f"line {index}\n".encode())
@@ -298,6 +301,19 @@ async def test_stream_yields_lines_and_keeps_split_characters_and_escapes(server
         async with pool.stream_lines("vm", server.target, "exit 127") as lines:
             assert [line async for line in lines] == []
         assert lines.exit_status == 127 and "failing on purpose" in lines.stderr_tail
+
+
+async def test_batches_hold_the_lines_of_each_read(server, tmp_path) -> None:
+    async with make_pool(server, tmp_path) as pool:
+        async with pool.stream_lines("vm", server.target, "lines 3") as lines:
+            batches = [batch async for batch in lines.batches()]
+        assert [line for batch in batches for line in batch] == ["line 0", "line 1", "line 2"]
+        assert all(batches) and (lines.exit_status, lines.error) == (0, "")
+        async with pool.stream_lines("vm", server.target, "split-utf8") as lines:
+            assert [line async for batch in lines.batches() for line in batch] == ["café", "next"]
+        async with pool.stream_lines("vm", server.target, "round 8") as lines:  # one write: one batch
+            first = await anext(aiter(lines.batches()))
+        assert first == [f"gpu {index}" for index in range(8)]
 
 
 async def test_leaving_a_stream_ends_the_remote_command(server, tmp_path) -> None:

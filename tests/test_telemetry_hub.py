@@ -17,7 +17,7 @@ from aiconsole.demo.health_api import FakeServiceHealth
 from aiconsole.domain.fleet import BudgetSnapshot, FleetSnapshot, IdleStatus, VmSnapshot
 from aiconsole.domain.health import HealthState
 from aiconsole.domain.power import PowerState
-from aiconsole.domain.telemetry import FeedState
+from aiconsole.domain.telemetry import FeedState, HostOutline
 from aiconsole.services.ssh import SshPool
 from aiconsole.services.telemetry import TelemetryHub
 
@@ -76,8 +76,11 @@ async def test_a_running_vm_gets_gpus_and_services_and_a_stopped_one_opens_no_co
         try:
             await wait_until(lambda: hub.snapshot().host("training").state is FeedState.LIVE)
             await wait_until(lambda: hub.snapshot().host("training").services[0].state is HealthState.UP)
-            training = hub.snapshot().host("training")
+            taken = hub.snapshot()
+            training = taken.host("training")
             assert [gpu.sample.name for gpu in training.gpus] == ["NVIDIA GeForce RTX 4090"] * 2
+            later = hub.snapshot()  # read only after the VM stopped: it still shows this moment's hosts
+            assert later.outline("training") == HostOutline.of(training) and later.outline("training").gpu_indices == (0, 1)
             assert training.services[0].version == "0.12.6"
             assert training.services[0].url_shown == f"http://127.0.0.1:{port}"
             assert hub.snapshot().host("stopped-one").state is FeedState.OFF
@@ -87,6 +90,9 @@ async def test_a_running_vm_gets_gpus_and_services_and_a_stopped_one_opens_no_co
             current = fleet(training=PowerState.STOPPED, **{"stopped-one": PowerState.STOPPED})
             await wait_until(lambda: hub.snapshot().host("training").state is FeedState.OFF, timeout=5)
             await wait_until(lambda: server.running_commands == 0, timeout=5)
+            stopped_later = later.host("training")
+            assert stopped_later is not None and [gpu.sample.index for gpu in stopped_later.gpus] == [0, 1]
+            assert stopped_later.services[0].state is HealthState.UP
         finally:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)

@@ -12,13 +12,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from rich.style import Style as RichStyle
 from textual.app import App, ComposeResult
 from textual.content import Content
+from textual.style import Style as VisualStyle
 
 from aiconsole.domain.gpu import GpuSample
 from aiconsole.domain.gpu_levels import Level
 from aiconsole.domain.health import HealthState, ServiceHealth
-from aiconsole.domain.telemetry import FeedState, GpuHistory, GpuView, HostTelemetry, TelemetrySnapshot
+from aiconsole.domain.telemetry import FeedState, GpuHistory, GpuView, HostOutline, HostTelemetry, TelemetrySnapshot
 from aiconsole.ui.themes import bundled_theme_dirs, load_themes
 from aiconsole.ui.widgets.gpu_gauges import (
     PANE_WIDTH,
@@ -30,7 +32,16 @@ from aiconsole.ui.widgets.gpu_gauges import (
     short_gpu_name,
     sparkline,
 )
-from aiconsole.ui.widgets.gpu_table import WIDE_WIDTH, GpuTable, gpu_row_content, header_content
+from aiconsole.ui.widgets.gpu_table import (
+    COMPACT_WIDTH,
+    WIDE_WIDTH,
+    GpuTable,
+    StyleCache,
+    fit_pieces,
+    gpu_row_content,
+    header_content,
+    pieces_segments,
+)
 from aiconsole.ui.widgets.health_board import HealthBoard, board_lines
 from ui_helpers import has_control_chars, widget_lines
 
@@ -117,6 +128,21 @@ def state_hosts() -> tuple[HostTelemetry, ...]:
         HostTelemetry("flaky", FeedState.ERROR, "connection lost: Connection reset by peer; retrying in 8s"),
         HostTelemetry("rebuilt", FeedState.REFUSED, REFUSED_MESSAGE),
         HostTelemetry("training", FeedState.OFF, "VM is stopped"),
+    )
+
+
+def drawing_hosts() -> tuple[HostTelemetry, ...]:
+    """Rows of every kind for the fast row path: levels, stale, unknowns, and rows wider than
+    the table (a 3-digit index and a 1200 W limit; a host name of wide characters)."""
+    overflow = (
+        gpu(123, "NVIDIA B200", temp=None, power=1000, limit=1200, mem_level=Level.CRITICAL),
+        gpu(7, "NVIDIA B200", stale=True, age=4000.0, temp_level=Level.CRITICAL),
+    )
+    return (
+        levels_host(),
+        unknowns_host(),
+        HostTelemetry("b200-pod", FeedState.LIVE, gpus=overflow, updated_at=AT),
+        HostTelemetry("東京-推論サーバー-01", FeedState.LIVE, gpus=(gpu(0), gpu(1, stale=True)), updated_at=AT),
     )
 
 
@@ -444,7 +470,7 @@ async def test_gpu_table_draws_only_visible_rows_of_800() -> None:
             hosts = list(snapshot.hosts)
             host = hosts[host_index]
             hosts[host_index] = replace(host, gpus=(replace(host.gpus[0], age_s=99.0), *host.gpus[1:]))
-            snapshot = replace(snapshot, hosts=tuple(hosts))
+            snapshot = TelemetrySnapshot(snapshot.at, tuple(hosts))
             renders, table.lines_drawn = table.row_renders, 0
             table.update_snapshot(snapshot)
             await pilot.pause()
@@ -456,6 +482,45 @@ async def test_gpu_table_draws_only_visible_rows_of_800() -> None:
         await pilot.pause()
         assert table.row_renders - renders == height - 1
         assert table.scroll_offset.y == height - 1  # a page is the rows under the header
+
+
+def lazy_fleet(tick: int, built: list[str]) -> TelemetrySnapshot:
+    """`fleet_snapshot(100, 8)` as the hub hands it out: outlines, hosts built when read."""
+    hosts = {host.host: host for host in fleet_snapshot(100, 8, tick=tick).hosts}
+    outlines = [HostOutline.of(host) for host in hosts.values()]
+    return TelemetrySnapshot.lazy(AT, outlines, lambda name: built.append(name) or hosts[name])
+
+
+async def test_gpu_table_builds_only_the_hosts_on_screen() -> None:
+    built: list[str] = []
+    app = TableApp(lazy_fleet(0, built))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.table
+        on_screen = math.ceil((table.size.height - 1) / 8)  # 8 rows a host
+        assert table.row_count == 800 and sorted(set(built)) == [f"gpu-{h:03d}" for h in range(on_screen)]
+        assert len(built) == on_screen, "each host built once per snapshot"
+        lines = widget_lines(table)
+        built.clear()
+        table.update_snapshot(lazy_fleet(1, built))
+        await pilot.pause()
+        assert len(built) == on_screen and widget_lines(table) != lines  # new values drawn, 3 hosts built
+        built.clear()
+        await pilot.press("end")
+        await pilot.pause()
+        assert "gpu-099" in widget_lines(table)[-1] and "gpu-099" in built and len(built) <= on_screen + 1
+
+
+async def test_a_gpu_gone_since_the_outline_is_a_blank_row_not_an_old_one() -> None:
+    # Read lazily, a host can have lost a GPU since its outline was taken: that row is blank
+    # until the next tick brings new rows, never the GPU's old values.
+    now_host = HostTelemetry("inference", FeedState.LIVE, gpus=(gpu(0),), updated_at=AT)
+    outline = replace(HostOutline.of(now_host), gpu_indices=(0, 1))
+    app = TableApp(TelemetrySnapshot.lazy(AT, [outline], lambda name: now_host))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        lines = widget_lines(app.table)
+        assert app.table.row_count == 2 and lines[1].startswith("inference") and lines[2].strip() == ""
 
 
 async def test_gpu_table_follows_hosts_coming_and_going() -> None:
@@ -483,6 +548,35 @@ async def test_gpu_table_theme_change_repaints_with_new_colours() -> None:
         await pilot.pause()
         light = app.table.render_line(2)
         assert dark.text == light.text and list(dark) != list(light)
+
+
+@pytest.mark.parametrize(("size", "width"), [(SIZE, WIDE_WIDTH), ((72, 24), COMPACT_WIDTH)])
+async def test_gpu_table_draws_rows_as_their_content_renders(size: tuple[int, int], width: int) -> None:
+    """The table draws a GPU row from pieces, not Content: segment for segment, style for
+    style, it must be what the row's Content renders, in both themes (style cache cleared)."""
+    app = TableApp(TelemetrySnapshot(AT, drawing_hosts()))
+    async with app.run_test(size=size) as pilot:
+        for theme in ("aiconsole-dark", "aiconsole-light"):
+            app.theme = theme
+            await pilot.pause()
+            table = app.table
+            for row in table._rows:
+                view = table._data(row)
+                assert isinstance(view, GpuView)
+                content = gpu_row_content(row.host, view, first=row.first, wide=width == WIDE_WIDTH)
+                expected = content.truncate(width, pad=True).render_segments(table.visual_style)
+                strip = table._row_strip(row)
+                assert list(strip) == expected and strip.cell_length == width
+
+
+@pytest.mark.parametrize("width", range(1, 9))
+def test_fit_pieces_pads_and_cuts_as_content_does(width: int) -> None:
+    """Cut across a wide character (a space, as in Content), an empty styled piece, a pad."""
+    pieces = [("ab", "bold"), ("", "italic"), ("東", ""), ("c", ""), ("d", "underline")]
+    styles = StyleCache(VisualStyle.null)
+    expected = Content.assemble(*pieces).truncate(width, pad=True).render_segments()
+    assert pieces_segments(fit_pieces(pieces, width), styles) == expected
+    assert styles["bold"] == RichStyle(bold=True)
 
 
 def test_health_board_lines_fit_80_columns() -> None:

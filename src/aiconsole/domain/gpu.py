@@ -11,6 +11,7 @@ are in tests/data/nvidia/.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -148,7 +149,16 @@ def _parse_fields(line: str, at: datetime) -> GpuSample | None:
     # nvidia-smi does not quote: a name with commas spreads over extra fields. The fields
     # before and after it are fixed, so the middle is the name.
     raw_name = parts[2] if extra == 0 else ",".join(parts[2 : 3 + extra])
-    temp, used, total, util, power, limit = [_number(f) for f in parts[3 + extra :]]
+    numbers = parts[3 + extra :]
+    try:  # the common line: six plain numbers, converted in C, checked without a call each
+        temp, used, total, util, power, limit = map(float, numbers)
+        # Chained comparisons are False for NaN: NaN, inf and negatives take the slow path.
+        plain = (0.0 <= temp < _INF and 0.0 <= used < _INF and 0.0 <= total < _INF
+                 and 0.0 <= util < _INF and 0.0 <= power < _INF and 0.0 <= limit < _INF)  # fmt: skip
+    except ValueError:
+        plain = False
+    if not plain:  # [N/A], blanks, units, garbage: field by field
+        temp, used, total, util, power, limit = [_number(f) for f in numbers]
     return GpuSample(
         index, _clean_uuid(parts[1]), _clean_name(raw_name),
         temp, used, total, util, power, limit, at, SOURCE_NVIDIA_SMI,
@@ -210,6 +220,20 @@ class GpuStreamParser:
         frames: list[GpuFrame] = []
         for line in lines:
             self._take_line(line, at, frames)
+        return frames
+
+    def feed_lines(self, lines: Iterable[str], at: datetime) -> list[GpuFrame]:
+        """Take complete lines (without their newline), as `RemoteLines.batches()` gives them.
+
+        The same as `feed("\\n".join(lines) + "\\n", at)`, without joining and splitting
+        again what the SSH layer already split."""
+        if self._partial or self._discarding:  # a chunk fed before ended mid-line: let `feed` join it
+            return self.feed("".join(line + "\n" for line in lines), at)
+        require_aware(at, "at")
+        frames: list[GpuFrame] = []
+        take = self._take_line
+        for line in lines:
+            take(line, at, frames)
         return frames
 
     def flush(self, at: datetime) -> list[GpuFrame]:

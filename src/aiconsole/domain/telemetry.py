@@ -7,7 +7,7 @@ stale, with its age: never shown as fresh, never silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -121,9 +121,88 @@ class HostTelemetry:
 
 
 @dataclass(frozen=True, slots=True)
+class HostOutline:
+    """A host without its GPU views: what a list of every host needs (its rows, its state).
+
+    Cheap to take for 100 hosts every second, where building every host's GPU views is
+    not: a view of 800 GPUs draws the 20 rows on screen."""
+
+    host: str
+    state: FeedState
+    message: str = ""
+    gpu_indices: tuple[int, ...] = ()
+    """The indices of the GPUs `HostTelemetry.gpus` holds, in its order."""
+    services: tuple[ServiceHealth, ...] = ()
+
+    @classmethod
+    def of(cls, host: HostTelemetry) -> HostOutline:
+        indices = tuple(view.sample.index for view in host.gpus)
+        return cls(host.host, host.state, host.message, indices, host.services)
+
+
+HostBuilder = Callable[[str], "HostTelemetry | None"]
+
+
 class TelemetrySnapshot:
-    at: datetime
-    hosts: tuple[HostTelemetry, ...] = ()
+    """The fleet's telemetry at `at`: an outline of every host, and each host in full on demand.
+
+    Made from finished `HostTelemetry`s (the CLI, tests), or by the hub with
+    `TelemetrySnapshot.lazy`: then a host's GPU views are built when first asked for
+    (`host(name)`, or all of them through `hosts`), once per snapshot. The console's
+    tick takes a snapshot every second but draws a few hosts: the GPU rows and VM panes
+    on screen. A host built later than `at` (a row scrolled into view between two ticks)
+    shows the feed as it is then, aged from `at`: newer, never older, than the outline.
+    """
+
+    __slots__ = ("_build", "_built", "_by_name", "_hosts", "at", "outlines")
+
+    def __init__(self, at: datetime, hosts: Sequence[HostTelemetry] = ()) -> None:
+        self.at = at
+        self._hosts: tuple[HostTelemetry, ...] | None = tuple(hosts)
+        self.outlines: tuple[HostOutline, ...] = tuple(HostOutline.of(host) for host in self._hosts)
+        self._built: dict[str, HostTelemetry | None] = {host.host: host for host in self._hosts}
+        self._build: HostBuilder | None = None
+        self._by_name: dict[str, HostOutline] | None = None
+
+    @classmethod
+    def lazy(cls, at: datetime, outlines: Sequence[HostOutline], build: HostBuilder) -> TelemetrySnapshot:
+        """A snapshot whose hosts are built by `build(name)` when first read."""
+        snapshot = cls(at)
+        snapshot.outlines = tuple(outlines)
+        snapshot._hosts = None
+        snapshot._build = build
+        return snapshot
+
+    @property
+    def hosts(self) -> tuple[HostTelemetry, ...]:
+        """Every host in full (builds those not built yet)."""
+        if self._hosts is None:
+            hosts = (self.host(outline.host) for outline in self.outlines)
+            self._hosts = tuple(host for host in hosts if host is not None)
+        return self._hosts
+
+    def outline(self, name: str) -> HostOutline | None:
+        by_name = self._by_name
+        if by_name is None:
+            by_name = self._by_name = {outline.host: outline for outline in self.outlines}
+        return by_name.get(name)
 
     def host(self, name: str) -> HostTelemetry | None:
-        return next((host for host in self.hosts if host.host == name), None)
+        built = self._built
+        if name in built:
+            return built[name]
+        host = None
+        if self._build is not None and self.outline(name) is not None:
+            host = self._build(name)
+        built[name] = host
+        return host
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TelemetrySnapshot):
+            return NotImplemented
+        return self.at == other.at and self.hosts == other.hosts
+
+    __hash__ = None  # type: ignore[assignment]  # equal by content, which may still be built
+
+    def __repr__(self) -> str:
+        return f"TelemetrySnapshot(at={self.at!r}, hosts={len(self.outlines)})"

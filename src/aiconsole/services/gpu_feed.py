@@ -30,6 +30,7 @@ import logging
 import random as _random
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -211,21 +212,25 @@ class RemoteGpuFeed(GpuFeed):
         return self._ended(lines, got_frames, head)
 
     async def _read(self, lines: RemoteLines, head: deque[str]) -> bool:
-        """Feed every line to the parser; True once a frame came. `head`: lines before that."""
+        """Feed every line to the parser; True once a frame came. `head`: lines before that.
+
+        Lines are taken a read at a time (nvidia-smi writes a round at once: one SSH packet,
+        one batch), so the clock is read and the parser called once per round, not per line."""
         parser, clock, record = self._parser, self._clock, self.record_frames
-        async for line in lines:  # until the first frame, keep what it printed (to explain an exit)
-            frames = parser.feed(line + "\n", clock())
-            if frames:
-                self._backoff.failures = 0
-                record(frames)
-                break
-            head.append(line[:_HEAD_LINE_CHARS])
-        else:
-            return False
-        async for line in lines:  # the hot loop: nothing but the parser per line
-            frames = parser.feed(line + "\n", clock())
-            if frames:
-                record(frames)
+        async with aclosing(lines.batches()) as batches:
+            async for batch in batches:  # until the first frame, keep what it printed (to explain an exit)
+                frames = parser.feed_lines(batch, clock())
+                if frames:
+                    self._backoff.failures = 0
+                    record(frames)
+                    break
+                head.extend(line[:_HEAD_LINE_CHARS] for line in batch)
+            else:
+                return False
+            async for batch in batches:  # the hot loop: nothing but the parser per batch
+                frames = parser.feed_lines(batch, clock())
+                if frames:
+                    record(frames)
         return True
 
     def _ended(self, lines: RemoteLines, got_frames: bool, head: deque[str]) -> bool:

@@ -43,7 +43,14 @@ from aiconsole.domain.gpu_levels import (
 )
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.domain.series import Series
-from aiconsole.domain.telemetry import STALE_AFTER_INTERVALS, FeedState, GpuHistory, GpuView, HostTelemetry
+from aiconsole.domain.telemetry import (
+    STALE_AFTER_INTERVALS,
+    FeedState,
+    GpuHistory,
+    GpuView,
+    HostOutline,
+    HostTelemetry,
+)
 from aiconsole.services.clock import utc_now
 
 __all__ = ["GpuFeed", "OnChange", "utc_now"]
@@ -91,19 +98,20 @@ class _GpuTrack:
 
     __slots__ = ("at_s", "history", "key", "mem", "sample", "temp", "util")
 
-    def __init__(self, key: str, sample: GpuSample, length: int) -> None:
+    def __init__(self, key: str, sample: GpuSample, at_s: float, length: int) -> None:
         self.key = key
         self.util, self.temp, self.mem = Series(length), Series(length), Series(length)
-        self._append(sample)
+        self._append(sample, at_s)
 
-    def add(self, sample: GpuSample) -> None:
+    def add(self, sample: GpuSample, at_s: float) -> None:
+        """`at_s`: `sample.at` as a timestamp (taken once per frame by the caller)."""
         if sample is self.sample:  # a round the parser reopened and emitted again: no new point
             return
-        self._append(sample)
+        self._append(sample, at_s)
 
-    def _append(self, sample: GpuSample) -> None:
+    def _append(self, sample: GpuSample, at_s: float) -> None:
         self.sample = sample
-        self.at_s = sample.at.timestamp()  # `_build` ages every GPU each second: floats, not timedeltas
+        self.at_s = at_s  # `_build` ages every GPU each second: floats, not timedeltas
         self.util.append(_point(sample.util_pct))
         self.temp.append(_point(sample.temp_c))
         self.mem.append(_mem_point(sample))
@@ -154,6 +162,7 @@ class GpuFeed:
         self._crossings: deque[LevelCrossing] = deque(maxlen=_MAX_QUEUED_CROSSINGS)
         self._cache: HostTelemetry | None = None
         self._cache_until = _FOREVER
+        self._outline: HostOutline | None = None  # the same object while nothing in it changed
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -176,6 +185,16 @@ class GpuFeed:
         if cache is not None and now < self._cache_until:
             return cache
         return self._build(now)
+
+    def outline(self, now: datetime) -> HostOutline:
+        """The host without its GPU views: state, message and GPU indices, for every host
+        every second (a view is built only for the hosts drawn; see `TelemetrySnapshot`)."""
+        state, message = self._host_state(now, bool(self._order))
+        indices = tuple([track.sample.index for track in self._order])
+        outline = self._outline
+        if outline is None or (outline.state, outline.message, outline.gpu_indices) != (state, message, indices):
+            outline = self._outline = HostOutline(self.host, state, message, indices)
+        return outline
 
     def take_crossings(self) -> list[LevelCrossing]:
         """The level crossings since the last call, oldest first (one per crossing, not per sample)."""
@@ -207,14 +226,17 @@ class GpuFeed:
             self._levels, found = crossings(self._levels, frame, self.thresholds)
             if found:
                 self._crossings.extend(found)
+            frame_at = frame.at
+            frame_s = frame_at.timestamp()  # the lines of a round share one time: one conversion
             for sample in frame.gpus:
+                at_s = frame_s if sample.at is frame_at else sample.at.timestamp()
                 key = gpu_key(sample)
                 track = tracks.get(key)
                 if track is None:
-                    tracks[key] = _GpuTrack(key, sample, length)
+                    tracks[key] = _GpuTrack(key, sample, at_s, length)
                     added = True
                 else:
-                    track.add(sample)
+                    track.add(sample, at_s)
             last = frame
         if last is None:
             return

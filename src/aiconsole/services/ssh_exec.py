@@ -12,7 +12,7 @@ import asyncio
 import codecs
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -135,6 +135,23 @@ class RemoteLines:
                 raise StopAsyncIteration
             await self._read_more()
         return self._lines.popleft()
+
+    async def batches(self) -> AsyncIterator[list[str]]:
+        """The same lines, a list at a time: every complete line that one read brought.
+
+        For a consumer that handles many lines a second (the GPU feed: 800 for 100 VMs),
+        one wakeup per read instead of one per line. Iterating lines and batches of the
+        same stream may be mixed: both take from one queue.
+        """
+        lines = self._lines
+        while True:
+            while not lines:
+                if self._done:
+                    return
+                await self._read_more()
+            batch = list(lines)
+            lines.clear()
+            yield batch
 
     async def aclose(self) -> None:
         """Close the channel; never raises."""

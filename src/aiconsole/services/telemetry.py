@@ -16,12 +16,13 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 from aiconsole.domain.gpu_levels import GpuThresholds, LevelCrossing
 from aiconsole.domain.health import HealthTarget, ServiceHealth, unchecked
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.sanitize import sanitize_line
-from aiconsole.domain.telemetry import FeedState, HostTelemetry, TelemetrySnapshot
+from aiconsole.domain.telemetry import FeedState, HostOutline, HostTelemetry, TelemetrySnapshot
 from aiconsole.services.endpoints import Endpoints
 from aiconsole.services.gpu_feed import LocalGpuFeed, RemoteGpuFeed
 from aiconsole.services.gpu_feed_base import GpuFeed, utc_now
@@ -30,6 +31,8 @@ from aiconsole.services.ssh import SshError, SshPool
 from aiconsole.services.tasks import cancel_until_done
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T", HostOutline, HostTelemetry)
 
 
 def thresholds_from(gpu_settings) -> GpuThresholds:
@@ -74,6 +77,7 @@ class TelemetryHub:
         """Running VMs whose services were not checked since they started or connected."""
         self._check_soon = asyncio.Event()
         self._merged: dict[str, tuple[HostTelemetry | None, tuple[ServiceHealth, ...], HostTelemetry]] = {}
+        self._outlines: dict[str, tuple[HostOutline | None, tuple[ServiceHealth, ...], HostOutline]] = {}
 
     # -- following the fleet ---------------------------------------------------------------
 
@@ -193,27 +197,47 @@ class TelemetryHub:
         return self.local if self.local is not None and name == self.local.host else self._feeds.get(name)
 
     def snapshot(self) -> TelemetrySnapshot:
-        now = self._clock()
-        hosts = [self._host(vm.name, now) for vm in self.settings.vm]
-        if self.local is not None:
-            hosts.append(self.local.view(now))
-        return TelemetrySnapshot(at=now, hosts=tuple(hosts))
+        """Every host's outline now; a host's GPU views are built when the snapshot is asked
+        for them (`TelemetrySnapshot.host`), so a tick that draws 3 hosts builds 3.
 
-    def _host(self, name: str, now: datetime) -> HostTelemetry:
-        """The host's view with its services: the same object while neither changed, so
-        readers can skip repainting by identity."""
-        services = self._health.get(name, ())
-        feed = self._feeds.get(name)
-        view = feed.view(now) if feed is not None else None
-        merged = self._merged.get(name)
-        if merged is not None and merged[0] is view and merged[1] is services:
+        The snapshot keeps the feeds and service results of this moment: read later (after
+        `aclose`, or once a VM stopped), it still shows the hosts it outlined."""
+        now = self._clock()
+        feeds: dict[str, GpuFeed] = dict(self._feeds)
+        health = dict(self._health)
+        if self.local is not None:
+            feeds[self.local.host] = self.local
+        names = [vm.name for vm in self.settings.vm] + ([self.local.host] if self.local is not None else [])
+        outlines = [self._outline(name, feeds.get(name), health, now) for name in names]
+        return TelemetrySnapshot.lazy(now, outlines, lambda name: self._host(name, feeds.get(name), health, now))
+
+    def _outline(self, name: str, feed: GpuFeed | None, health: dict, now: datetime) -> HostOutline:
+        base = feed.outline(now) if feed is not None else None
+        return self._with_services(self._outlines, name, base, health.get(name, ()), HostOutline)
+
+    def _host(self, name: str, feed: GpuFeed | None, health: dict, now: datetime) -> HostTelemetry:
+        base = feed.view(now) if feed is not None else None
+        return self._with_services(self._merged, name, base, health.get(name, ()), HostTelemetry)
+
+    def _with_services(
+        self,
+        cache: dict[str, tuple[_T | None, tuple[ServiceHealth, ...], _T]],
+        name: str,
+        base: _T | None,
+        services: tuple[ServiceHealth, ...],
+        make: Callable[..., _T],
+    ) -> _T:
+        """`base` (a feed's outline or view; None: no feed) with the host's services: the
+        same object while neither changed, so readers can skip repainting by identity."""
+        merged = cache.get(name)
+        if merged is not None and merged[0] is base and merged[1] is services:
             return merged[2]
-        if view is None:
-            host = HostTelemetry(name, FeedState.OFF, services=services)
+        if base is None:
+            result = make(name, FeedState.OFF, services=services)
         else:
-            host = replace(view, services=services) if services else view
-        self._merged[name] = (view, services, host)
-        return host
+            result = replace(base, services=services) if services else base
+        cache[name] = (base, services, result)
+        return result
 
     def busy(self, now: datetime) -> dict[str, bool | None]:
         """Per running VM with a feed: is its GPU busy (None: unknown)."""

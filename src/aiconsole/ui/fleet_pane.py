@@ -105,13 +105,12 @@ class FleetPane(VerticalScroll):
         """
         self._snapshot = snap = self.monitor.snapshot()
         telemetry = self._telemetry
-        hosts = {host.host: host for host in telemetry.hosts} if telemetry is not None else {}
         self.query_one(BudgetBars).show(snap.budget)
         cards = self._cards()
         for vm in snap.vms:
             card = cards.get(vm.name)
-            if card is not None:
-                card.show(vm, snap.at, hosts.get(vm.name), in_view=self._in_view(card))
+            if card is not None:  # a card reads its host's GPU views only when it paints
+                card.show(vm, snap.at, telemetry, in_view=self._in_view(card))
 
     def _cards(self) -> dict[str, VmCard]:
         if self._card_map is None or len(self._card_map) != len(self._snapshot.vms):

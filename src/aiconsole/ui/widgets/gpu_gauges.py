@@ -46,7 +46,16 @@ MUTED = "$foreground-muted"  # not $text-muted: "auto 60%" comes out pure white 
 STALE_STYLE = "$warning bold"
 _LEVEL_STYLE = {Level.OK: "$success", Level.WARNING: "$warning bold", Level.CRITICAL: "$error bold reverse"}
 _LEVEL_MARK = {Level.OK: " ", Level.WARNING: "!", Level.CRITICAL: "!"}
+_SPARK_STYLE = {level: style.replace(" reverse", "") for level, style in _LEVEL_STYLE.items()}
 UNKNOWN = "—"
+
+Piece = tuple[str, str]
+"""A run of text and its Textual style ("" for none), e.g. (" 78°C!", "$warning bold")."""
+Pieces = list[Piece]
+"""What a cell is made of. Plain pieces, not `Content`: the GPU view draws its rows from
+them straight to segments (building Content was most of a row's cost), and the VM pane
+assembles Content from the same pieces, so both show a cell the same way."""
+SPACE: Piece = (" ", "")
 
 # Vendor and family words say nothing on a console that only shows NVIDIA GPUs; memory size
 # and form factor (80GB, HBM3, PCIe, SXM4) are the same for every GPU of a host.
@@ -73,41 +82,40 @@ def sparkline(values: Sequence[float | None], width: int, low: float, high: floa
     tail = values[-width:]
     top = len(BLOCKS) - 1
     span = (high - low) or 1.0
-    chars = []
-    for value in tail:
-        if value is None or math.isnan(value):  # unknown, not the bottom of the scale
-            chars.append(" ")
-        else:
-            chars.append(BLOCKS[min(top, max(0, round((value - low) / span * top)))])
+    isnan = math.isnan
+    chars = [  # unknown (None, NaN) is a space, not the bottom of the scale
+        " " if value is None or isnan(value) else BLOCKS[min(top, max(0, round((value - low) / span * top)))]
+        for value in tail
+    ]
     return " " * (width - len(tail)) + "".join(chars)
 
 
-def _level_cell(text: str, width: int, level: Level, known: bool, stale: bool) -> Content:
+def _level_cell(text: str, width: int, level: Level, known: bool, stale: bool) -> Pieces:
     """A right-aligned value and its level mark, e.g. " 78°C!"; the mark's cell is a space at OK."""
     pad = " " * max(0, width - 1 - len(text))
     if not known:
-        return Content.styled(f"{pad}{text} ", MUTED)
+        return [(f"{pad}{text} ", MUTED)]
     mark = _LEVEL_MARK[level]
     if stale:  # the last known level stays marked, but without colour: it is not news
-        return Content.styled(f"{pad}{text}{mark}", MUTED)
+        return [(f"{pad}{text}{mark}", MUTED)]
     if level is Level.OK:
-        return Content.assemble(pad, (text, _LEVEL_STYLE[level]), " ")
-    return Content.assemble(pad, (text + mark, _LEVEL_STYLE[level]))
+        return [(pad, ""), (text, _LEVEL_STYLE[level]), SPACE]
+    return [(pad, ""), (text + mark, _LEVEL_STYLE[level])]
 
 
-def temp_cell(view: GpuView) -> Content:
+def temp_cell(view: GpuView) -> Pieces:
     temp = view.sample.temp_c
     text = UNKNOWN if temp is None else f"{temp:.0f}°C"
     return _level_cell(text, TEMP_WIDTH, view.temp_level, temp is not None, view.stale)
 
 
-def temp_spark(view: GpuView, width: int = SPARK_WIDTH) -> Content:
-    style = MUTED if view.stale else _LEVEL_STYLE[view.temp_level].replace(" reverse", "")
-    return Content.styled(sparkline(view.history.temp_c, width, *TEMP_SCALE_C), style)
+def temp_spark(view: GpuView, width: int = SPARK_WIDTH) -> Pieces:
+    style = MUTED if view.stale else _SPARK_STYLE[view.temp_level]
+    return [(sparkline(view.history.temp_c, width, *TEMP_SCALE_C), style)]
 
 
-def util_spark(view: GpuView, width: int = SPARK_WIDTH) -> Content:
-    return Content.styled(sparkline(view.history.util_pct, width, *UTIL_SCALE_PCT), MUTED if view.stale else "$primary")
+def util_spark(view: GpuView, width: int = SPARK_WIDTH) -> Pieces:
+    return [(sparkline(view.history.util_pct, width, *UTIL_SCALE_PCT), MUTED if view.stale else "$primary")]
 
 
 def _gib(mib: float, decimals: int) -> str:
@@ -124,18 +132,18 @@ def vram_text(view: GpuView) -> str:
     return f"{used_s}/{total_s}G"
 
 
-def vram_cells(view: GpuView) -> Content:
+def vram_cells(view: GpuView) -> Pieces:
     """Used/total and the share in percent, the share coloured by the VRAM level."""
     share = view.sample.mem_share
     pct = UNKNOWN if share is None else f"{min(share, 9.99) * 100:.0f}%"
-    figures = Content.styled(vram_text(view).rjust(VRAM_WIDTH), MUTED if view.stale else "")
-    return Content.assemble(figures, " ", _level_cell(pct, PCT_WIDTH, view.mem_level, share is not None, view.stale))
+    figures = (vram_text(view).rjust(VRAM_WIDTH), MUTED if view.stale else "")
+    return [figures, SPACE, *_level_cell(pct, PCT_WIDTH, view.mem_level, share is not None, view.stale)]
 
 
-def util_cell(view: GpuView) -> Content:
+def util_cell(view: GpuView) -> Pieces:
     util = view.sample.util_pct
     text = UNKNOWN if util is None else f"{util:.0f}%"
-    return Content.styled(text.rjust(UTIL_WIDTH), MUTED if view.stale or util is None else "")
+    return [(text.rjust(UTIL_WIDTH), MUTED if view.stale or util is None else "")]
 
 
 def power_text(view: GpuView) -> str:
@@ -145,21 +153,21 @@ def power_text(view: GpuView) -> str:
     return f"{power:.0f}W" if limit is None else f"{power:.0f}/{limit:.0f}W"
 
 
-def power_cell(view: GpuView) -> Content:
-    return Content.styled(power_text(view).rjust(POWER_WIDTH), MUTED)
+def power_cell(view: GpuView) -> Pieces:
+    return [(power_text(view).rjust(POWER_WIDTH), MUTED)]
 
 
-def stale_cell(view: GpuView, width: int) -> Content:
+def stale_cell(view: GpuView, width: int) -> Pieces:
     """ "stale 12s" in place of what only fresh data may show."""
-    return Content.styled(f"stale {format_duration(view.age_s)}".rjust(width), STALE_STYLE)
+    return [(f"stale {format_duration(view.age_s)}".rjust(width), STALE_STYLE)]
 
 
-def gpu_label(view: GpuView) -> Content:
-    return Content.styled(f"GPU{view.sample.index}".ljust(4), MUTED if view.stale else "bold")
+def gpu_label(view: GpuView) -> Pieces:
+    return [(f"GPU{view.sample.index}".ljust(4), MUTED if view.stale else "bold")]
 
 
-def gpu_name_cell(view: GpuView, width: int = NAME_WIDTH) -> Content:
-    return Content.styled(short_gpu_name(view.sample.name, width).ljust(width), MUTED if view.stale else "")
+def gpu_name_cell(view: GpuView, width: int = NAME_WIDTH) -> Pieces:
+    return [(short_gpu_name(view.sample.name, width).ljust(width), MUTED if view.stale else "")]
 
 
 def gauge_content(view: GpuView, width: int = PANE_WIDTH) -> Content:
@@ -168,28 +176,20 @@ def gauge_content(view: GpuView, width: int = PANE_WIDTH) -> Content:
     Narrower, the temperature history goes first, then the utilisation history; then
     the line is cut before its end, so "stale 12s" (or the power) is never cut off.
     """
-    head: list[Content | str | tuple[str, str]] = [gpu_label(view), " ", gpu_name_cell(view), temp_cell(view)]
-    rest: list[Content | str | tuple[str, str]] = [
-        (" VRAM ", MUTED),
-        vram_cells(view),
-        (" util ", MUTED),
-        util_cell(view),
-    ]
+    head = [*gpu_label(view), SPACE, *gpu_name_cell(view), *temp_cell(view)]
+    rest = [(" VRAM ", MUTED), *vram_cells(view), (" util ", MUTED), *util_cell(view)]
     full_tail = 1 + SPARK_WIDTH + 1 + POWER_WIDTH
     if view.stale:
-        tails = [stale_cell(view, full_tail), Content.assemble(" ", stale_cell(view, 0))]
+        tails = [stale_cell(view, full_tail), [SPACE, *stale_cell(view, 0)]]
     else:
-        tails = [
-            Content.assemble(" ", util_spark(view), " ", power_cell(view)),
-            Content.assemble(" ", power_cell(view)),
-        ]
-    wide = Content.assemble(*head, " ", temp_spark(view), *rest, tails[0])
+        tails = [[SPACE, *util_spark(view), SPACE, *power_cell(view)], [SPACE, *power_cell(view)]]
+    wide = Content.assemble(*head, SPACE, *temp_spark(view), *rest, *tails[0])
     if wide.cell_length <= width:
         return wide
-    line = Content.assemble(*head, *rest, tails[0])
+    line = Content.assemble(*head, *rest, *tails[0])
     if line.cell_length <= width:
         return line
-    tail = tails[1]
+    tail = Content.assemble(*tails[1])
     front = Content.assemble(*head, *rest)
     if front.cell_length + tail.cell_length > width:
         front = front.truncate(max(0, width - tail.cell_length), ellipsis=True)

@@ -14,13 +14,17 @@ moves to the line below, cut to the width.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 from textual.content import Content
 from textual.widget import Widget
 
 from aiconsole.domain.health import HealthState, ServiceHealth
 from aiconsole.domain.sanitize import sanitize_line
-from aiconsole.domain.telemetry import HostTelemetry, TelemetrySnapshot
+from aiconsole.domain.telemetry import HostOutline, HostTelemetry, TelemetrySnapshot
+
+HostServices: TypeAlias = HostOutline | HostTelemetry
+"""What the board reads of a host: its name and services (an outline has both, without GPU views)."""
 
 MUTED = "$foreground-muted"  # not $text-muted: "auto 60%" comes out pure white (black) in a Content span
 STATE_LOOK: dict[HealthState, tuple[str, str]] = {
@@ -53,7 +57,7 @@ def format_latency(ms: float | None) -> str:
     return f"{ms:.0f} ms"
 
 
-def host_summary(host: HostTelemetry) -> Content:
+def host_summary(host: HostServices) -> Content:
     """ "inference  ● 2 up  ✖ 1 down": the host, and how many services are in each state."""
     counts = {state: 0 for state in _ORDER}
     for service in host.services:
@@ -107,7 +111,7 @@ def service_lines(service: ServiceHealth, width: int) -> list[Content]:
     return [line.rstrip().truncate(width), below.truncate(width)]
 
 
-def board_lines(hosts: Sequence[HostTelemetry], width: int) -> list[Content]:
+def board_lines(hosts: Sequence[HostServices], width: int) -> list[Content]:
     lines: list[Content] = []
     for host in hosts:
         if not host.services:
@@ -133,20 +137,20 @@ class HealthBoard(Widget):
     """
 
     def __init__(
-        self, hosts: Sequence[HostTelemetry] = (), *, id: str | None = None, classes: str | None = None
+        self, hosts: Sequence[HostServices] = (), *, id: str | None = None, classes: str | None = None
     ) -> None:
         super().__init__(id=id, classes=classes)
-        self._hosts: tuple[HostTelemetry, ...] = tuple(hosts)
+        self._hosts: tuple[HostServices, ...] = tuple(hosts)
         self._shown = self._services_of(self._hosts)
 
     @staticmethod
-    def _services_of(hosts: Sequence[HostTelemetry]) -> tuple:
+    def _services_of(hosts: Sequence[HostServices]) -> tuple:
         return tuple((host.host, host.services) for host in hosts)
 
     def update_snapshot(self, snapshot: TelemetrySnapshot) -> None:
-        self.show(snapshot.hosts)
+        self.show(snapshot.outlines)  # the outlines carry the services: no GPU view is built
 
-    def show(self, hosts: Sequence[HostTelemetry]) -> None:
+    def show(self, hosts: Sequence[HostServices]) -> None:
         """Repaint only when some service's health changed (GPU samples alone do not count)."""
         services = self._services_of(hosts)
         self._hosts = tuple(hosts)

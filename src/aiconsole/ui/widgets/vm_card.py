@@ -10,7 +10,7 @@ from textual.widget import Widget
 from aiconsole.domain.fleet import VmSnapshot
 from aiconsole.domain.format import format_age, format_duration, format_usd
 from aiconsole.domain.power import PowerState
-from aiconsole.domain.telemetry import FeedState, HostTelemetry
+from aiconsole.domain.telemetry import FeedState, HostTelemetry, TelemetrySnapshot
 from aiconsole.ui.widgets.gpu_gauges import PANE_WIDTH, host_gauges_content
 
 # Glyph and theme variable per state: shape and colour both differ, so the state
@@ -120,7 +120,7 @@ class VmCard(Widget, can_focus=True):
         super().__init__(id=id)
         self.vm = vm
         self.now = now
-        self.telemetry: HostTelemetry | None = None
+        self._telemetry: TelemetrySnapshot | None = None
         self._built_gauges: tuple[HostTelemetry, int, Content] | None = None
         self._title_of: tuple[str, str, str | None] | None = None
         self.behind = False
@@ -132,12 +132,15 @@ class VmCard(Widget, can_focus=True):
         return self.vm.name
 
     def show(
-        self, vm: VmSnapshot, now: datetime, telemetry: HostTelemetry | None = None, *, in_view: bool = True
+        self, vm: VmSnapshot, now: datetime, telemetry: TelemetrySnapshot | None = None, *, in_view: bool = True
     ) -> None:
         """Take the VM's latest state; repaint if `in_view`, else only remember it (`behind`)
-        and repaint when `paint()` is called, unless its height changes (the layout must know)."""
+        and repaint when `paint()` is called, unless its height changes (the layout must know).
+
+        `telemetry` is the fleet's: the card reads its VM's outline to count its lines, and
+        its VM's GPU views only when it paints, so a card out of view builds none."""
         lines_before = self._gauge_lines()
-        self.vm, self.now, self.telemetry = vm, now, telemetry
+        self.vm, self.now, self._telemetry = vm, now, telemetry
         resized = self._gauge_lines() != lines_before
         if in_view or resized:
             self.paint(layout=resized)
@@ -149,6 +152,11 @@ class VmCard(Widget, can_focus=True):
         self.behind = False
         self._apply_titles()
         self.refresh(layout=layout)
+
+    @property
+    def telemetry(self) -> HostTelemetry | None:
+        """Its VM's telemetry from the snapshot `show` gave last (built on first read)."""
+        return self._telemetry.host(self.vm.name) if self._telemetry is not None else None
 
     def _gauges(self) -> Content | None:
         """The GPU block, built once per new telemetry (the hub hands out the same object
@@ -164,9 +172,9 @@ class VmCard(Widget, can_focus=True):
 
     def _gauge_lines(self) -> int:
         """How many lines the GPU block takes: a change of count needs a new layout."""
-        host = self.telemetry
-        if host is not None and host.gpus and host.state in (FeedState.LIVE, FeedState.STALE):
-            return len(host.gpus)  # one gauge line per GPU: no need to build them to count
+        outline = self._telemetry.outline(self.vm.name) if self._telemetry is not None else None
+        if outline is not None and outline.gpu_indices and outline.state in (FeedState.LIVE, FeedState.STALE):
+            return len(outline.gpu_indices)  # one gauge line per GPU: no need to build them to count
         gauges = self._gauges()
         return 0 if gauges is None else gauges.plain.count("\n") + 1
 
