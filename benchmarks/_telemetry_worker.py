@@ -75,20 +75,23 @@ def _parse_once(text: str) -> list:
     return parser.feed(text, at) + parser.flush(at)
 
 
-async def _stream(pool: Any, vm: str, target: str, command: str, tally: Tally) -> None:
+async def _stream(pool: Any, vm: str, target: str, command: str, tally: Tally, batcher: Any) -> None:
     from aiconsole.domain.gpu import GpuStreamParser
     from aiconsole.services.ssh import SshError
+
+    def parse(parser: Any, batch: list[str], at: datetime) -> None:
+        frames = parser.feed_lines(batch, at)
+        if frames:
+            tally.take(vm, frames)
 
     while True:  # ends when cancelled; a lost stream starts again, as a feed would
         parser = GpuStreamParser()
         try:
-            async with pool.stream_lines(vm, target, command) as lines:
-                async for batch in lines.batches():  # as the feed reads them
-                    frames = parser.feed_lines(batch, _now())
-                    if frames:
-                        tally.take(vm, frames)
+            async with pool.stream_lines(vm, target, command) as lines:  # read as the feed reads it
+                await lines.run(lambda batch: batcher.add(lambda b, at: parse(parser, b, at), batch, _now()))
         except SshError as exc:
             tally.fail(exc)
+        batcher.flush()
         tally.take(vm, parser.flush(_now()))
         await asyncio.sleep(1.0)
 
@@ -105,7 +108,7 @@ def _feed_tasks(
     pool: Any, vms: list[str], targets: list[str], interval: float, tally: Tally, options: dict[str, Any]
 ) -> tuple[list, list]:
     """The console's own path: a `RemoteGpuFeed` per VM, and a reader of every view once an interval."""
-    from aiconsole.services.gpu_feed import RemoteGpuFeed
+    from aiconsole.services.gpu_feed import RemoteGpuFeed, RoundBatcher
 
     seen: dict[str, Any] = {}
 
@@ -115,7 +118,8 @@ def _feed_tasks(
             seen[feed.host] = frame
             tally.take(feed.host, [frame])
 
-    feeds = [RemoteGpuFeed(vm, pool, t, interval_s=interval, on_change=changed, **options)
+    batcher = RoundBatcher()  # as the telemetry hub shares one among its feeds
+    feeds = [RemoteGpuFeed(vm, pool, t, interval_s=interval, on_change=changed, batcher=batcher, **options)
              for vm, t in zip(vms, targets, strict=True)]
 
     async def read_views() -> None:  # as the GPU view / `status --json` would, minus the drawing
@@ -125,7 +129,16 @@ def _feed_tasks(
                 feed.view(now)
             await asyncio.sleep(interval)
 
-    return feeds, [feed.run() for feed in feeds] + [read_views()]
+    runs = [_at_phase(feed.run(), interval * index / len(feeds)) for index, feed in enumerate(feeds)]
+    return feeds, runs + [read_views()]
+
+
+async def _at_phase(run: Any, phase: float) -> None:
+    """Start `run` `phase` seconds late: each VM's nvidia-smi then prints at its own moment
+    of the interval, as in a real fleet (streams started together would arrive in a few
+    bursts, which costs much less: one wakeup for many rounds)."""
+    await asyncio.sleep(phase)
+    await run
 
 
 def _prefill_histories(feeds: list, interval: float) -> None:
@@ -134,8 +147,6 @@ def _prefill_histories(feeds: list, interval: float) -> None:
     A view copies the rings, so its cost grows with them for the first `history_s` (5 min);
     a window in the first minute would show the cheap, short-history cost. Each point is a
     copy of the VM's first live frame (same GPUs, new sample objects): levels do not move."""
-    from dataclasses import replace
-
     from aiconsole.domain.gpu import GpuFrame
     from aiconsole.services.gpu_feed_base import DEFAULT_HISTORY_S
 
@@ -144,7 +155,7 @@ def _prefill_histories(feeds: list, interval: float) -> None:
         if frame is None:
             continue
         for _ in range(math.ceil(DEFAULT_HISTORY_S / interval)):
-            feed.record_frames([GpuFrame(frame.at, tuple(replace(gpu) for gpu in frame.gpus))])
+            feed.record_frames([GpuFrame(frame.at, tuple(gpu._replace() for gpu in frame.gpus))])
 
 
 def _feed_errors(feeds: list, tally: Tally) -> None:
@@ -249,9 +260,15 @@ async def run_variant(args: argparse.Namespace) -> dict[str, Any]:
         options = {"processes_interval_s": args.processes_interval} if args.processes_interval else {}
         feeds, tasks = _feed_tasks(pool, vms, targets, interval, tally, options)
     elif args.variant in ("feed", "stream"):
-        result["via"] = "SshPool.stream_lines + GpuStreamParser"
+        result["via"] = "SshPool.stream_lines (callback) + RoundBatcher + GpuStreamParser"
         command = nvidia_smi_stream_command(round(interval * 1000))
-        tasks = [_stream(pool, vm, t, command, tally) for vm, t in zip(vms, targets, strict=True)]
+        from aiconsole.services.gpu_feed import RoundBatcher
+
+        batcher = RoundBatcher()
+        tasks = [
+            _at_phase(_stream(pool, vm, t, command, tally, batcher), interval * index / len(vms))
+            for index, (vm, t) in enumerate(zip(vms, targets, strict=True))
+        ]
     else:
         command = _one_shot_command()
         if args.variant == "naive":

@@ -25,22 +25,28 @@ Two persistent variants, the second being the first less everything but SSH and 
 
 - feed: the console's path, one `RemoteGpuFeed` per VM (services/gpu_feed.py): one
   pooled connection (`SshPool`), one long-lived `nvidia-smi --query-gpu=... -lms <interval>`
-  read line by line into `GpuStreamParser`, levels, history rings, `--query-compute-apps`
-  every 10 s; plus `view(now)` of every host once an interval, as the GPU view and
-  `status --json` read it (the drawing is not included). The feeds' history rings are
+  whose rounds go through one shared `RoundBatcher` (as in the telemetry hub) into
+  `GpuStreamParser`, levels, history rings; `--query-compute-apps` when VRAM moves; plus
+  `view(now)` of every host once an interval, as `status --json` reads it (the console's
+  GPU view reads only the hosts on screen; the drawing is not included). The feeds' history rings are
   pre-filled to full length before the window (what 5 minutes of running gives: a view
   copies them, so an empty history would look cheaper than steady state). Without
   services/gpu_feed.py it falls back to the stream variant's path and says so.
   `--processes-interval` changes its compute-apps period (a large value turns it off).
-- stream: the layer below the feed: `SshPool.stream_lines` + `GpuStreamParser`, latest
-  frame per VM kept; nothing else.
+- stream: the layer below the feed, read as the feed reads it: `SshPool.stream_lines`
+  handing each round over in asyncssh's callback, a shared `RoundBatcher`,
+  `GpuStreamParser`; latest frame per VM kept; nothing else.
 - command: the same pooled connections, a new one-shot `nvidia-smi --query-gpu=...` per
   sample per VM (`SshPool.run`), parsed the same way.
 - naive: a NEW connection per sample per VM (`asyncssh.connect`, one-shot command, parse,
   close). Its known_hosts and key are loaded once up front, which flatters it slightly.
 
-Polled variants tick every `--interval` per VM, phases spread evenly over the interval; a
-sample that overruns its tick skips the ticks it missed rather than piling up.
+Every variant spreads its VMs' phases evenly over the interval, as in a real fleet where
+each VM's nvidia-smi prints at its own moment: the streams start one after another over
+the first interval, the polled variants tick at their own offsets. (Streams started
+together arrive in a few bursts, one wakeup for many rounds, which costs half as much:
+measured 2.7 % against 6.2 % for the feed before the batching below.) A polled sample that
+overruns its tick skips the ticks it missed rather than piling up.
 
 Per worker: connections opened (pooled variants; timed), feeds/streams/pollers started,
 wait until every VM delivered a frame, `--warmup` seconds more, then the window: CPU
@@ -216,7 +222,7 @@ def _print_console(args: argparse.Namespace, r: dict) -> int:
 LEGEND = {
     "feed": "persistent, the console's path: RemoteGpuFeed per VM (pool, -lms stream, parser, levels, "
             "history, compute-apps when VRAM moves) + every host's view() once an interval; no drawing",
-    "stream": "persistent, the layer below: SshPool.stream_lines + GpuStreamParser per VM, nothing else",
+    "stream": "persistent, the layer below, read as the feed reads it: SshPool.stream_lines (callback) + RoundBatcher + GpuStreamParser per VM, nothing else",
     "command": "pooled connection per VM, a new one-shot nvidia-smi per sample (SshPool.run)",
     "naive": "a new SSH connection per sample per VM (asyncssh.connect, one-shot nvidia-smi, close)",
     "console": "the whole console: `aiconsole` in a pty on its GPU tab, every VM streaming (static provider)",

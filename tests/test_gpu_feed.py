@@ -26,6 +26,7 @@ from aiconsole.services.gpu_feed import (
     GpuFeed,
     LocalGpuFeed,
     RemoteGpuFeed,
+    RoundBatcher,
     classify_smi_exit,
     processes_may_have_changed,
     used_memory,
@@ -256,6 +257,48 @@ def test_what_counts_as_a_change_of_the_gpu_processes() -> None:
     assert processes_may_have_changed(asked, frame_of(1000.0, 2000.0, 0.0))  # a GPU came
     assert processes_may_have_changed(asked, frame_of(1000.0, None))  # unreadable now
     assert not processes_may_have_changed(used_memory(frame_of(None)), frame_of(None))
+
+
+# --- rounds taken together ------------------------------------------------------------------------
+
+
+async def test_a_batcher_takes_the_rounds_of_many_feeds_together_in_order() -> None:
+    batcher = RoundBatcher(delay_s=0.05)
+    taken: list[tuple[str, list[str]]] = []
+    batcher.add(lambda batch, at: taken.append(("a", batch)), ["a0"], T0)
+    batcher.add(lambda batch, at: taken.append(("b", batch)), ["b0"], T0)
+    batcher.add(lambda batch, at: taken.append(("a", batch)), ["a1"], T0)
+    assert taken == []  # not as they come
+    await asyncio.sleep(0.1)
+    assert taken == [("a", ["a0"]), ("b", ["b0"]), ("a", ["a1"])]  # one flush, in arrival order
+    batcher.add(lambda batch, at: taken.append(("c", batch)), ["c0"], T0)
+    batcher.flush()  # at once (a stream that ends), and the timer with it
+    await asyncio.sleep(0.1)
+    assert taken[3:] == [("c", ["c0"])]
+
+
+async def test_a_batched_feed_gets_every_round_and_the_last_ones_before_its_stream_ends(tmp_path) -> None:
+    rounds = [smi_line(0, 50.0 + n) + smi_line(1, 60.0 + n) for n in range(3)]
+    server = LoopbackSshServer(tmp_path / "server", scripted(rounds, then_hold=False, period_s=0.01))
+    batcher = RoundBatcher(delay_s=10.0)  # only the end of the stream can flush it in time
+    async with server, remote_feed(server, tmp_path, batcher=batcher, retry_base_s=10.0) as feed:
+        await wait_for(lambda: "stopped" in feed.view(now()).message)
+        view = feed.view(now())
+    assert [g.sample.temp_c for g in view.gpus] == [52.0, 62.0]  # the last round, parsed before the end
+    assert [len(g.history.temp_c) for g in view.gpus] == [3, 3]
+
+
+async def test_a_bug_while_taking_a_batched_round_ends_the_stream_as_an_error(tmp_path, monkeypatch) -> None:
+    def broken(self, lines, at):
+        raise RuntimeError("a stand-in bug")
+
+    host = GpuHost(seed=3, count=1)
+    monkeypatch.setattr("aiconsole.domain.gpu.GpuStreamParser.feed_lines", broken)
+    async with host.serve(tmp_path / "server") as server:
+        async with remote_feed(server, tmp_path, batcher=RoundBatcher(0.01), retry_base_s=10.0) as feed:
+            await wait_for(lambda: feed.view(now()).state is FeedState.ERROR)
+            assert feed.view(now()).message == "GPU telemetry failed: RuntimeError: a stand-in bug"
+            await wait_for(lambda: server.running_commands == 0)  # the stream was closed, not left running
 
 
 # --- failures --------------------------------------------------------------------------------------

@@ -316,6 +316,30 @@ async def test_batches_hold_the_lines_of_each_read(server, tmp_path) -> None:
         assert first == [f"gpu {index}" for index in range(8)]
 
 
+async def test_run_hands_each_read_to_a_callback_and_ends_with_the_command(server, tmp_path) -> None:
+    async with make_pool(server, tmp_path) as pool:
+        got: list[list[str]] = []
+        async with pool.stream_lines("vm", server.target, "round 8") as lines:
+            await lines.run(got.append)
+        assert got == [[f"gpu {index}" for index in range(8)]] and lines.exit_status == 0
+        async with pool.stream_lines("vm", server.target, "exit 127") as lines:
+            await lines.run(got.append)
+        assert lines.exit_status == 127 and "failing on purpose" in lines.stderr_tail
+
+
+async def test_a_failing_callback_ends_the_stream_and_is_raised_not_the_connection(server, tmp_path) -> None:
+    def broken(batch: list[str]) -> None:
+        raise ValueError(f"a bug reading {batch[0]}")
+
+    async with make_pool(server, tmp_path) as pool:
+        async with pool.stream_lines("vm", server.target, "forever") as lines:
+            with pytest.raises(ValueError, match="a bug reading tick 0"):
+                await asyncio.wait_for(lines.run(broken), 5)
+        await wait_for(lambda: server.running_commands == 0)  # its channel was closed: the command ended
+        assert pool.status("vm").state == "up"
+        assert (await pool.run("vm", server.target, "again")).stdout == "ran: again\n"
+
+
 async def test_leaving_a_stream_ends_the_remote_command(server, tmp_path) -> None:
     async with make_pool(server, tmp_path) as pool:
         async with aclosing(pool.stream_lines("vm", server.target, "forever")) as lines:

@@ -1,9 +1,10 @@
 """The GPU feeds: one host's live telemetry from nvidia-smi over SSH, or from NVML locally.
 
 `RemoteGpuFeed.run()` keeps ONE long-running `nvidia-smi --query-gpu=... -lms N` per VM
-on the VM's pooled SSH connection (not a process per sample: issue 3 measured 1.6 % of a
-core for 100 hosts this way, 15.5 % with a command per sample). Every line goes straight
-into the feed's `GpuStreamParser`; nothing else is done per line. When the stream ends:
+on the VM's pooled SSH connection (not a process per sample: a new command per sample
+costs ~6x more, a new connection ~18x; docs/performance.md). Each round comes as one
+batch of lines inside asyncssh's data callback and goes, through the hub's shared
+`RoundBatcher`, to the feed's `GpuStreamParser`. When the stream ends:
 
 - the connection dropped: the values turn stale and the next stream starts once the pool
   has reconnected (`SshPool.connection` waits out the pool's backoff: no loop of ours);
@@ -30,7 +31,6 @@ import logging
 import random as _random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # importing the pool imports asyncssh: only the caller that b
     from aiconsole.services.ssh import RemoteLines, SshPool
     from aiconsole.services.ssh_target import SshTarget
 
-__all__ = ["GpuFeed", "LocalGpuFeed", "OnChange", "RemoteGpuFeed", "classify_smi_exit"]
+__all__ = ["GpuFeed", "LocalGpuFeed", "OnChange", "RemoteGpuFeed", "RoundBatcher", "classify_smi_exit"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,38 @@ class _Backoff:
         return min(self.max_s, delay)
 
 
+class RoundBatcher:
+    """Takes the rounds of many feeds together, a few times a second, not each as it comes.
+
+    A fleet's nvidia-smi streams each send their round at their own moment of the second,
+    so taken one by one every round runs the parser, the level checks and the histories
+    cold: with 100 VMs, 100 times a second. Taken together every `delay_s` the same work
+    costs about a sixth less of the whole feed (docs/performance.md). The price is up to
+    `delay_s` before a sample counts; the views are drawn once a second, and a value turns
+    stale only after three intervals.
+    """
+
+    def __init__(self, delay_s: float = 0.25) -> None:
+        self.delay_s = delay_s
+        self._pending: list[tuple[Callable[[list[str], datetime], None], list[str], datetime]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, take: Callable[[list[str], datetime], None], batch: list[str], at: datetime) -> None:
+        """`take(batch, at)` at the next flush (`at`: when the batch arrived)."""
+        self._pending.append((take, batch, at))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.delay_s, self.flush)
+
+    def flush(self) -> None:
+        """Take everything pending now, in the order it came."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, []
+        for take, batch, at in pending:
+            take(batch, at)  # each `take` keeps its own failures (see `RemoteGpuFeed._read`)
+
+
 class RemoteGpuFeed(GpuFeed):
     """A VM's GPUs through one long-running nvidia-smi on its pooled SSH connection."""
 
@@ -128,8 +160,10 @@ class RemoteGpuFeed(GpuFeed):
         retry_base_s: float = 1.0,
         retry_max_s: float = 60.0,
         command_timeout_s: float = 20.0,
+        batcher: RoundBatcher | None = None,
     ) -> None:
-        """`host` is the VM's name (the pool's key); `clock` stamps the samples."""
+        """`host` is the VM's name (the pool's key); `clock` stamps the samples; `batcher`
+        (shared by a fleet's feeds) delays rounds to take them together, None takes each at once."""
         super().__init__(
             host, interval_s=interval_s, thresholds=thresholds, busy_util_pct=busy_util_pct,
             history_s=history_s, on_change=on_change,
@@ -141,6 +175,7 @@ class RemoteGpuFeed(GpuFeed):
         self._sleep = sleep
         self._backoff = _Backoff(retry_base_s, retry_max_s, random)
         self._command_timeout_s = command_timeout_s
+        self._batcher = batcher
         self._parser = GpuStreamParser()  # one per feed: it remembers where rounds end across streams
         self._live = asyncio.Event()
         self._ssh_failed = False
@@ -212,26 +247,47 @@ class RemoteGpuFeed(GpuFeed):
         return self._ended(lines, got_frames, head)
 
     async def _read(self, lines: RemoteLines, head: deque[str]) -> bool:
-        """Feed every line to the parser; True once a frame came. `head`: lines before that.
+        """Parse each batch of lines; True once a frame came. `head`: the lines before that.
 
-        Lines are taken a read at a time (nvidia-smi writes a round at once: one SSH packet,
-        one batch), so the clock is read and the parser called once per round, not per line."""
-        parser, clock, record = self._parser, self._clock, self.record_frames
-        async with aclosing(lines.batches()) as batches:
-            async for batch in batches:  # until the first frame, keep what it printed (to explain an exit)
-                frames = parser.feed_lines(batch, clock())
+        The batches are handed over inside asyncssh's data callback (`RemoteLines.run`), one
+        per round (nvidia-smi writes a round at once): no task is woken per round, and the
+        clock is read and the parser called once per round, not per line. With a batcher
+        the rounds are parsed at its next flush, and all of them before this returns."""
+        parser, record, batcher = self._parser, self.record_frames, self._batcher
+        got_frames = False
+        failures: list[Exception] = []
+
+        def take_round(batch: list[str], at: datetime) -> None:
+            nonlocal got_frames
+            if failures:  # this stream is ending on a bug: what came after it is not parsed
+                return
+            try:
+                frames = parser.feed_lines(batch, at)
                 if frames:
-                    self._backoff.failures = 0
+                    if not got_frames:
+                        got_frames = True
+                        self._backoff.failures = 0
                     record(frames)
-                    break
-                head.extend(line[:_HEAD_LINE_CHARS] for line in batch)
+                elif not got_frames:  # until the first frame, keep what it printed (to explain an exit)
+                    head.extend(line[:_HEAD_LINE_CHARS] for line in batch)
+            except Exception as exc:  # a bug of ours: end the stream; `_stream_and_pause` says so
+                failures.append(exc)
+                lines.close()
+
+        def take(batch: list[str]) -> None:
+            if batcher is None:
+                take_round(batch, self._clock())
             else:
-                return False
-            async for batch in batches:  # the hot loop: nothing but the parser per batch
-                frames = parser.feed_lines(batch, clock())
-                if frames:
-                    record(frames)
-        return True
+                batcher.add(take_round, batch, self._clock())
+
+        try:
+            await lines.run(take)
+        finally:
+            if batcher is not None:
+                batcher.flush()  # this stream's last rounds come before its end (and `parser.flush`)
+        if failures:
+            raise failures[0]
+        return got_frames
 
     def _ended(self, lines: RemoteLines, got_frames: bool, head: deque[str]) -> bool:
         if lines.error:

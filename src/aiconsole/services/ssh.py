@@ -32,7 +32,7 @@ import asyncssh
 
 from aiconsole.services.clock import utc_now
 from aiconsole.services.ssh_errors import HostKeyRefused, SshCommandTimeout, SshError, SshUnavailable
-from aiconsole.services.ssh_exec import RemoteLines, RemoteResult, describe, open_process, run_command
+from aiconsole.services.ssh_exec import RemoteLines, RemoteResult, describe, open_session, run_command
 from aiconsole.services.ssh_forward import Forwards
 from aiconsole.services.ssh_hostkey import RecordingClient, load_known_hosts
 from aiconsole.services.ssh_target import SshTarget, SshTargetError
@@ -217,8 +217,8 @@ class SshPool:
         Use `async with pool.stream_lines(...) as lines: async for line in lines:` so that
         leaving the loop closes the channel at once, which ends the remote command."""
 
-        async def start() -> asyncssh.SSHClientProcess:
-            return await open_process(await self.connection(vm, target), command)
+        async def start(factory: Callable[[], asyncssh.SSHClientSession[bytes]]) -> asyncssh.SSHClientChannel[bytes]:
+            return await open_session(await self.connection(vm, target), command, factory)
 
         return RemoteLines(start, max_line=max_line)
 

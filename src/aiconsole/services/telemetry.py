@@ -24,7 +24,7 @@ from aiconsole.domain.power import PowerState
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.domain.telemetry import FeedState, HostOutline, HostTelemetry, TelemetrySnapshot
 from aiconsole.services.endpoints import Endpoints
-from aiconsole.services.gpu_feed import LocalGpuFeed, RemoteGpuFeed
+from aiconsole.services.gpu_feed import LocalGpuFeed, RemoteGpuFeed, RoundBatcher
 from aiconsole.services.gpu_feed_base import GpuFeed, utc_now
 from aiconsole.services.health import HealthChecker
 from aiconsole.services.ssh import SshError, SshPool
@@ -67,6 +67,7 @@ class TelemetryHub:
         self._health_interval_s = health_interval_s
         self._on_change = on_change
         self._thresholds = thresholds_from(settings.gpu)
+        self._batcher = RoundBatcher()  # the feeds' rounds, taken together a few times a second
         self._feeds: dict[str, RemoteGpuFeed] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._health: dict[str, tuple[ServiceHealth, ...]] = {
@@ -108,6 +109,7 @@ class TelemetryHub:
             busy_util_pct=gpu.busy_util_pct,
             on_change=self._feed_changed,
             clock=self._clock,
+            batcher=self._batcher,
         )
         self._feeds[vm.name] = feed
         self._tasks[vm.name] = asyncio.get_running_loop().create_task(feed.run(), name=f"gpu-feed-{vm.name}")
