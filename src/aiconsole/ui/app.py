@@ -260,7 +260,8 @@ class AiConsoleApp(App[None]):
                 display = self.get_key_display(active.binding.with_key(key))
                 keys_by_id.setdefault(binding_id, []).append(display)
         rows = [(" ".join(keys), KEYS_BY_ID[key_id].description) for key_id, keys in keys_by_id.items()]
-        return rows + [("ctrl+p", "Command palette: every action by name"), ("tab", "Move between panes and buttons")]
+        # ctrl+p is named in the palette's own row ("also ctrl+p"): a row of its own listed it twice.
+        return rows + [("tab", "Move between panes and buttons")]
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
