@@ -329,7 +329,7 @@ def test_any_split_point_gives_the_same_frames_as_the_whole_input() -> None:
 
 
 def test_complete_lines_give_the_same_frames_as_the_text() -> None:
-    # What `RemoteLines.batches()` hands the feed: lines already split, a read's worth at a time.
+    # What `RemoteLines.run` hands the feed: lines already split, a read's worth at a time.
     text = (
         rounds([0, 1, 2], [0, 2]) + "junk line\n\n" + gpu_line(1, name="A, B") + "\n"
         + rounds([0, 1, 2]) + "0" * (MAX_LINE_CHARS + 1) + "\n" + rounds([0, 1, 2])

@@ -34,6 +34,13 @@ def _core_modules() -> list[str]:
     return names
 
 
+def fresh_interpreter(script: str) -> str:
+    """What `script` prints in a new Python process (nothing imported before it)."""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def test_core_modules_do_not_import_textual_in_a_fresh_interpreter() -> None:
     modules = _core_modules()
     assert "aiconsole.services.fleet" in modules and "aiconsole.domain.cost" in modules
@@ -44,9 +51,8 @@ def test_core_modules_do_not_import_textual_in_a_fresh_interpreter() -> None:
         "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith(('textual.', 'aiconsole.ui')))\n"
         "print('\\n'.join(bad))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "", f"core imported: {result.stdout}"
+    imported = fresh_interpreter(script)
+    assert imported == "", f"core imported: {imported}"
 
 
 def test_domain_does_not_do_io() -> None:
@@ -74,9 +80,7 @@ def test_cli_import_is_cheap() -> None:
         "heavy = ('pydantic', 'httpx', 'asyncssh', 'ollama', 'textual', 'sqlite3')\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ""
+    assert fresh_interpreter(script) == ""
 
 
 def test_the_demo_fleet_is_built_without_asyncssh() -> None:
@@ -88,6 +92,4 @@ def test_the_demo_fleet_is_built_without_asyncssh() -> None:
         "assert 'ssh = \"aiconsole@127.0.0.1:' in fleet.config_text\n"
         "print('asyncssh' in sys.modules)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+    assert fresh_interpreter(script) == "False"

@@ -303,19 +303,6 @@ async def test_stream_yields_lines_and_keeps_split_characters_and_escapes(server
         assert lines.exit_status == 127 and "failing on purpose" in lines.stderr_tail
 
 
-async def test_batches_hold_the_lines_of_each_read(server, tmp_path) -> None:
-    async with make_pool(server, tmp_path) as pool:
-        async with pool.stream_lines("vm", server.target, "lines 3") as lines:
-            batches = [batch async for batch in lines.batches()]
-        assert [line for batch in batches for line in batch] == ["line 0", "line 1", "line 2"]
-        assert all(batches) and (lines.exit_status, lines.error) == (0, "")
-        async with pool.stream_lines("vm", server.target, "split-utf8") as lines:
-            assert [line async for batch in lines.batches() for line in batch] == ["café", "next"]
-        async with pool.stream_lines("vm", server.target, "round 8") as lines:  # one write: one batch
-            first = await anext(aiter(lines.batches()))
-        assert first == [f"gpu {index}" for index in range(8)]
-
-
 async def test_run_hands_each_read_to_a_callback_and_ends_with_the_command(server, tmp_path) -> None:
     async with make_pool(server, tmp_path) as pool:
         got: list[list[str]] = []
@@ -325,6 +312,14 @@ async def test_run_hands_each_read_to_a_callback_and_ends_with_the_command(serve
         async with pool.stream_lines("vm", server.target, "exit 127") as lines:
             await lines.run(got.append)
         assert lines.exit_status == 127 and "failing on purpose" in lines.stderr_tail
+
+
+async def test_a_stream_closed_before_it_ran_ends_at_once_without_a_command(server, tmp_path) -> None:
+    async with make_pool(server, tmp_path) as pool:
+        lines = pool.stream_lines("vm", server.target, "forever")
+        lines.close()
+        await asyncio.wait_for(lines.run(lambda batch: None), 2)
+        assert [line async for line in lines] == [] and server.commands == []
 
 
 async def test_a_failing_callback_ends_the_stream_and_is_raised_not_the_connection(server, tmp_path) -> None:

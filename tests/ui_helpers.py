@@ -237,6 +237,18 @@ async def screen_shows(pilot: Pilot, *texts: str, timeout: float = 5.0) -> str:
     return screen_text(pilot.app)
 
 
+async def help_shows(pilot: Pilot, rows: Sequence[tuple[str, str]]) -> None:
+    """Open help (`?`) and check it lists each (key, description) as a row of its table."""
+    from aiconsole.ui.help import HelpScreen
+
+    await pilot.press("question_mark")
+    assert isinstance(pilot.app.screen, HelpScreen)
+    lines = (await screen_shows(pilot, rows[-1][1])).splitlines()
+    for key, description in rows:
+        # A row of the help table: the key, then (after padding) what it does.
+        assert any(f"│ {key} " in line and f" {description}" in line for line in lines), (key, lines)
+
+
 def widget_lines(widget: Widget) -> list[str]:
     """The text of each line the widget renders, borders and border titles included."""
     width, height = widget.outer_size

@@ -227,7 +227,7 @@ class GpuStreamParser:
         return frames
 
     def feed_lines(self, lines: Iterable[str], at: datetime) -> list[GpuFrame]:
-        """Take complete lines (without their newline), as `RemoteLines.batches()` gives them.
+        """Take complete lines (without their newline), as `RemoteLines.run` hands them over.
 
         The same as `feed("\\n".join(lines) + "\\n", at)`, without joining and splitting
         again what the SSH layer already split."""

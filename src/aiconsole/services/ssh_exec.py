@@ -12,7 +12,7 @@ import asyncio
 import codecs
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -130,8 +130,7 @@ class RemoteLines:
     closes the channel, which ends the remote command: OpenSSH's sshd hangs up its pipes
     and the next write gets SIGPIPE):
 
-    - iterate: `async for line in lines`, or `lines.batches()` for every line one read
-      brought; the command starts on the first `__anext__`;
+    - iterate: `async for line in lines`; the command starts on the first `__anext__`;
     - `await lines.run(on_lines)`: every batch is handed to `on_lines` inside asyncssh's
       own data callback, so no task is woken per packet. For the GPU feeds: 100 VMs send
       a round each second, each at its own moment, and waking a reader task for each
@@ -185,18 +184,6 @@ class RemoteLines:
             await self._more()
         return self._lines.popleft()
 
-    async def batches(self) -> AsyncIterator[list[str]]:
-        """The same lines, a list at a time: every complete line that one read brought."""
-        lines = self._lines
-        while True:
-            while not lines:
-                if self._done:
-                    return
-                await self._more()
-            batch = list(lines)
-            lines.clear()
-            yield batch
-
     async def run(self, on_lines: OnLines) -> None:
         """Hand each batch of lines to `on_lines` as it arrives, until the command ends or the
         connection drops. `on_lines` runs inside asyncssh's callback: it must not block; if
@@ -224,7 +211,9 @@ class RemoteLines:
         self._on_lines = None
         if self._channel is not None:
             with suppress(Exception):
-                self._channel.close()
+                self._channel.close()  # its session's `connection_lost` ends `run`
+        else:
+            self._ended.set()  # never opened: `run` has nothing to wait for
         self._wake()
 
     # --- inside: called from asyncssh's callbacks ------------------------------------------------
