@@ -19,7 +19,9 @@ left in, each round would reach the console as two packets.
 
 The console side. Each variant runs in its own fresh Python process (a "worker",
 benchmarks/_telemetry_worker.py), one after another, so windows never overlap and each
-peak RSS is its own. The worker is the console side and measures itself:
+peak RSS is its own. The worker is the console side and measures itself, on the console's
+own event loop (services/event_loop.py: network wakeups spaced 40 ms apart), whatever
+the variant:
 
 Two persistent variants, the second being the first less everything but SSH and parsing:
 
@@ -162,7 +164,8 @@ def print_table(args: argparse.Namespace, results: list[dict]) -> int:
     server = "asyncssh with its IGNORE before every packet" if args.asyncssh_ignore else \
         "asyncssh sending no IGNORE packets, like sshd"
     ciphers = args.ciphers or "the console's own order (AES-GCM first)"
-    print(f"servers: {server}; ciphers: {ciphers}\n")
+    loops = sorted({r["loop"] for r in results if "loop" in r})
+    print(f"servers: {server}; ciphers: {ciphers}; console-side loop: {', '.join(loops) or '?'}\n")
     head = f"{'variant':<8} {'VMs x GPUs':>10} {'window s':>8} {'frames/s':>9} {'CPU % core':>10} " \
            f"{'RSS peak MB':>11} {'RSS now MB':>10} {'server CPU %':>12} {'errors':>6}"
     print(head)

@@ -79,8 +79,11 @@ def aiconsole(*argv: str, env: dict[str, str], timeout: float = 60) -> subproces
     )  # fmt: skip
 
 
-def in_terminal(*argv: str, env: dict[str, str], timeout: float = 30) -> tuple[int, str]:
-    """`python -m aiconsole ...` on a pseudo-terminal (200x50); its exit status and all it wrote."""
+def in_terminal(
+    *argv: str, env: dict[str, str], timeout: float = 30, type_when: tuple[str, bytes] | None = None
+) -> tuple[int, str]:
+    """`python -m aiconsole ...` on a pseudo-terminal (200x50); its exit status and all it wrote.
+    `type_when=(text, keys)`: once the screen (escape sequences dropped) shows `text`, type `keys`."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
     proc = subprocess.Popen(
@@ -105,6 +108,9 @@ def in_terminal(*argv: str, env: dict[str, str], timeout: float = 30) -> tuple[i
             if not data:
                 break
             chunks.append(data)
+            if type_when and type_when[0] in plain(b"".join(chunks).decode("utf-8", "replace")):
+                os.write(master, type_when[1])
+                type_when = None
     finally:
         os.close(master)
     return proc.wait(timeout=10), b"".join(chunks).decode("utf-8", "replace")
@@ -302,6 +308,13 @@ def test_the_console_with_a_bad_value_exits_2_naming_file_field_and_value(tmp_pa
     assert code == 2, shown[-2000:]
     assert f"aiconsole: {path}: invalid config" in shown and BAD_FIELD in shown, shown[-2000:]
     assert "\x1b[?1049l" in output or "\x1b[?1049h" not in output  # left the alternate screen
+
+
+def test_the_demo_console_answers_a_key_in_a_terminal(tmp_path) -> None:
+    """The TUI runs on the console's own loop (services/event_loop.py); a key still gets through."""
+    code, output = in_terminal("--demo", env=subprocess_env(tmp_path / "data"), type_when=("homelab", b"q"))
+    assert code == 0, plain(output)[-2000:]
+    assert "homelab" in plain(output)
 
 
 @pytest.mark.parametrize("command", list(COMMANDS.values()), ids=list(COMMANDS))

@@ -112,11 +112,12 @@ def _run_tui(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except ConfigError as error:
         print(f"aiconsole: {error}", file=sys.stderr)
         return EXIT_USAGE
+    from aiconsole.services.event_loop import run
     from aiconsole.ui.app import make_app
 
     app = make_app(request, theme_name=args.theme)
     try:
-        app.run()
+        run(app.run_async())  # not app.run(): on the loop that spaces network wakeups out
     finally:
         app.finish()
     return app.return_code or EXIT_OK
