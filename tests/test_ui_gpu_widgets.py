@@ -24,11 +24,13 @@ from aiconsole.domain.telemetry import FeedState, GpuHistory, GpuView, HostOutli
 from aiconsole.ui.themes import bundled_theme_dirs, load_themes
 from aiconsole.ui.widgets.gpu_gauges import (
     PANE_WIDTH,
+    POWER_WIDTH,
     GpuGauges,
     gauge_content,
     host_gauges_content,
     host_status_content,
     key_fingerprint,
+    power_text,
     short_gpu_name,
     sparkline,
 )
@@ -439,6 +441,24 @@ def test_table_row_lines_up_with_its_header() -> None:
     assert header.index("temp") + 4 == row.index("°C") + 2 and header.index("used") + 4 == row.index("%") + 1
     assert header.index("power") + 5 == row.index("W") + 1
     assert stale.endswith("stale 12s")
+
+
+@pytest.mark.parametrize(
+    ("power", "limit", "shown"),
+    [
+        (310.4, 450, "310/450W"),
+        (1000, 1200, "1.0/1.2k"),  # a B200: "1000/1200W" would not fit its 8 columns
+        (950, 1200, "0.9/1.2k"),
+        (None, 1200, "—/1200W"),
+        (1000, 10000, "1000W"),  # even kilowatts too wide: the draw alone
+        (None, 450, "—/450W"),
+        (1000, None, "1000W"),
+        (None, None, "—"),
+    ],
+)
+def test_power_text_fits_its_column(power, limit, shown) -> None:
+    text = power_text(gpu(0, power=power, limit=limit))
+    assert text == shown and len(text) <= POWER_WIDTH
 
 
 async def test_gpu_table_draws_only_visible_rows_of_800() -> None:

@@ -146,11 +146,19 @@ def util_cell(view: GpuView) -> Pieces:
     return [(text.rjust(UTIL_WIDTH), MUTED if view.stale or util is None else "")]
 
 
-def power_text(view: GpuView) -> str:
+def power_text(view: GpuView, width: int = POWER_WIDTH) -> str:
+    """Draw over limit in watts ("310/450W"); past `width` (a B200's "1000/1200W") in
+    kilowatts ("1.0/1.2k"), then the draw alone: a cell never spills into the next."""
     power, limit = view.sample.power_w, view.sample.power_limit_w
-    if power is None:
-        return UNKNOWN if limit is None else f"{UNKNOWN}/{limit:.0f}W"
-    return f"{power:.0f}W" if limit is None else f"{power:.0f}/{limit:.0f}W"
+    if limit is None:
+        return UNKNOWN if power is None else _fitting(width, f"{power:.0f}W", f"{power / 1000:.1f}kW")
+    shown = UNKNOWN if power is None else f"{power:.0f}"
+    kilo = UNKNOWN if power is None else f"{power / 1000:.1f}"
+    return _fitting(width, f"{shown}/{limit:.0f}W", f"{kilo}/{limit / 1000:.1f}k", f"{shown}W")
+
+
+def _fitting(width: int, *candidates: str) -> str:
+    return next((text for text in candidates if len(text) <= width), candidates[-1][:width])
 
 
 def power_cell(view: GpuView) -> Pieces:
