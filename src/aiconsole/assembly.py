@@ -39,6 +39,10 @@ class Runtime:
         """The telemetry hub. Imports asyncssh (~0.3 s): the TUI calls it in a worker."""
         return build_telemetry(self.settings, **self.telemetry_options)
 
+    def build_ssh_pool(self):
+        """An SSH pool of its own (the CLI's model commands); imports asyncssh."""
+        return build_ssh_pool(self.settings, client_keys=self.telemetry_options.get("client_keys"))
+
     def finish(self) -> None:
         for step in self.cleanup:
             step()
@@ -158,14 +162,13 @@ def build_monitor(
     )
 
 
-def build_telemetry(settings: Settings, *, client_keys: list[Path] | None = None, clock=None):
-    """The SSH pool and the telemetry hub for `settings` (a feed per running VM with `ssh`)."""
+def build_ssh_pool(settings: Settings, *, client_keys: list[Path] | None = None):
+    """One SSH connection per VM, as `[ssh]` says (imports asyncssh, ~0.3 s)."""
     from aiconsole.services.ssh import SshPool
-    from aiconsole.services.telemetry import TelemetryHub
 
     ssh = settings.ssh
     pool_options: dict = {"use_agent": False, "client_keys": client_keys} if client_keys else {}
-    pool = SshPool(
+    return SshPool(
         known_hosts=Path(ssh.known_hosts).expanduser() if ssh.known_hosts else None,
         config_file=Path(ssh.config_file).expanduser() if ssh.config_file else None,
         max_handshakes=ssh.max_handshakes,
@@ -173,6 +176,13 @@ def build_telemetry(settings: Settings, *, client_keys: list[Path] | None = None
         connect_timeout_s=ssh.connect_timeout_s,
         **pool_options,
     )
+
+
+def build_telemetry(settings: Settings, *, client_keys: list[Path] | None = None, clock=None):
+    """The SSH pool and the telemetry hub for `settings` (a feed per running VM with `ssh`)."""
+    from aiconsole.services.telemetry import TelemetryHub
+
+    pool = build_ssh_pool(settings, client_keys=client_keys)
     local = None
     if settings.gpu.local:
         from aiconsole.services.gpu_feed import LocalGpuFeed
@@ -181,3 +191,26 @@ def build_telemetry(settings: Settings, *, client_keys: list[Path] | None = None
         local = LocalGpuFeed(LocalGpus(), interval_s=settings.gpu.interval_s, busy_util_pct=settings.gpu.busy_util_pct)
     extra = {"clock": clock} if clock is not None else {}
     return TelemetryHub(settings, pool, local=local, **extra)
+
+
+def model_servers(settings: Settings) -> list:
+    """Every `ollama` and `openai` service of the fleet, in config order."""
+    from aiconsole.services.model_library import ModelServer
+
+    return [
+        ModelServer(vm.name, service.name, service.kind, vm.hourly_usd, vm.ssh, service.api_key_env)
+        for vm in settings.vm
+        for service in vm.service
+        if service.kind in ("ollama", "openai")
+    ]
+
+
+def build_model_library(settings: Settings, endpoints, pool=None, *, on_activity=None, environ=os.environ):
+    """The model library over the telemetry hub's endpoints and SSH pool (imports ollama:
+    the TUI calls it after the first frame). `on_activity(vm, detail)`: a pull is running."""
+    from aiconsole.services.model_library import ModelLibrary
+
+    servers = model_servers(settings)
+    keys = {s.api_key_env: environ[s.api_key_env] for s in servers if s.api_key_env and s.api_key_env in environ}
+    extra = {"on_activity": on_activity} if on_activity is not None else {}
+    return ModelLibrary(servers, endpoints, pool, environ=keys, **extra)

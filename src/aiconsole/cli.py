@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--config", metavar="PATH", help="config file (default: $AICONSOLE_CONFIG, then the user config dir)")
     common.add_argument("--demo", action="store_true", help="use the built-in demo fleet (no accounts needed)")
-    common.add_argument("--read-only", action="store_true", help="hide and refuse start and stop")
+    common.add_argument("--read-only", action="store_true", help="hide and refuse what changes things (start, stop, pull, rm)")
 
     parser = argparse.ArgumentParser(
         prog="aiconsole",
@@ -58,6 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("name")
     stop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     stop.set_defaults(handler=_run_vm_power, action="stop")
+
+    models = commands.add_parser("models", help="list, pull or remove Ollama models").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    listing = models.add_parser("list", parents=[common], help="the models of every running VM (or one)")
+    listing.add_argument("vm", nargs="?", help="only this VM")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler=_run_models, action="list")
+    pull = models.add_parser("pull", parents=[common], help="pull a model onto a VM, showing progress")
+    pull.add_argument("vm")
+    pull.add_argument("model")
+    pull.set_defaults(handler=_run_models, action="pull")
+    remove = models.add_parser("rm", parents=[common], help="delete a model from a VM (asks first)")
+    remove.add_argument("vm")
+    remove.add_argument("model")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    remove.set_defaults(handler=_run_models, action="rm")
     return parser
 
 
@@ -74,6 +91,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return args.handler(args, env)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `aiconsole ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 def _config_file(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
@@ -166,3 +186,18 @@ def _run_vm_power(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return power_command(runtime, args.name, args.action, assume_yes=yes, out=sys.stdout, err=sys.stderr)
 
     return _with_runtime(args, environ, power)
+
+
+def _run_models(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from aiconsole import commands_models
+
+    def run(runtime) -> int:
+        if args.action == "list":
+            return commands_models.list_command(runtime, args.vm, as_json=args.json, out=sys.stdout, err=sys.stderr)
+        if args.action == "pull":
+            return commands_models.pull_command(runtime, args.vm, args.model, out=sys.stdout, err=sys.stderr)
+        return commands_models.rm_command(
+            runtime, args.vm, args.model, assume_yes=args.yes, out=sys.stdout, err=sys.stderr
+        )
+
+    return _with_runtime(args, environ, run)

@@ -340,6 +340,26 @@ class UiConfig(_Section):
     """Hide every action that changes something (start, stop, pull, delete); like ``--read-only``."""
 
 
+def _check_model_name(value: str) -> str:
+    from aiconsole.domain.models import model_name_problem
+
+    if problem := model_name_problem(value):
+        raise ValueError(f"is not a model name Ollama accepts: {problem}")
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(_check_model_name)]
+
+
+class ModelsConfig(_Section):
+    standard: list[ModelName] = Field(default_factory=lambda: ["deepseek-coder-v2:16b", "llama3.1:8b", "mistral:7b"])
+    """Models suggested first when pulling: the set you keep on your inference VMs."""
+    refresh_s: float = Field(default=30.0, ge=5, le=3600)
+    """How often the Models tab re-reads each server's models while it shows."""
+    context_length: int = Field(default=4096, ge=256, le=1_048_576)
+    """The context assumed when estimating whether a model fits in VRAM (Ollama's default)."""
+
+
 def _check_key_list(value: str) -> str:
     if not all(part.strip() for part in value.split(",")):
         raise ValueError("must be one or more comma-separated keys, e.g. 's' or 'ctrl+s,f5'")
@@ -357,6 +377,8 @@ class Settings(_Section):
     """GPU telemetry: sampling, thresholds, what counts as busy."""
     ssh: SshConfig = Field(default_factory=SshConfig)
     """How the console reaches VMs over SSH."""
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    """The model library: suggested models, refresh, fit estimates."""
     keys: dict[str, Annotated[str, AfterValidator(_check_key_list)]] = Field(default_factory=dict)
     """Binding id -> comma-separated keys (``vm-start = "ctrl+s"``), overriding the defaults;
     the ids are listed in docs/keybindings.md."""

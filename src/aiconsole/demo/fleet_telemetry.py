@@ -1,6 +1,7 @@
 """The demo fleet's SSH side: a simulated GPU VM behind SSH per host, and its services.
 
-- inference: one RTX 4090 serving models (Ollama through SSH, Open WebUI direct);
+- inference: one RTX 4090 serving models (Ollama through SSH: a full `FakeOllama` with the
+  operator's three models, two of them loaded; Open WebUI direct);
 - training: one RTX 4090 flat out on a LoRA run, running hot (MLflow through SSH);
 - homelab: a 4090 workstation that drops its connection now and then, with LocalAI
   loading its model for the first 20 seconds;
@@ -22,6 +23,7 @@ from pathlib import Path
 from aiconsole.demo.gpu_host import GpuHost, flap_connections
 from aiconsole.demo.gpu_sim import IDLE_LOAD, INFERENCE_LOAD, TRAINING_LOAD
 from aiconsole.demo.health_api import FakeServiceHealth
+from aiconsole.demo.ollama_api import FakeOllama
 from aiconsole.demo.ssh_server import LoopbackSshServer, not_found
 
 
@@ -54,7 +56,7 @@ class DemoTelemetry:
         self.servers = {name: LoopbackSshServer(directory / name, host).bind() for name, host in self.hosts.items()}
         self.servers["brain"] = LoopbackSshServer(directory / "brain", not_found).bind()
         self.services = [
-            DemoService("inference", "ollama", "ollama", FakeServiceHealth("ollama"), via_ssh=True),
+            DemoService("inference", "ollama", "ollama", _demo_ollama(), via_ssh=True),
             DemoService("inference", "open-webui", "http", FakeServiceHealth("open-webui"), "/health"),
             DemoService("training", "mlflow", "mlflow", FakeServiceHealth("mlflow"), via_ssh=True),
             DemoService("homelab", "localai", "openai", FakeServiceHealth("localai")),
@@ -99,6 +101,11 @@ class DemoTelemetry:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
+
+
+def _demo_ollama() -> FakeOllama:
+    """The operator's set: deepseek-coder-v2 pinned in VRAM (keep_alive -1), llama3.1 for an hour."""
+    return FakeOllama(loaded={"deepseek-coder-v2:16b": -1, "llama3.1:8b": "1h"})
 
 
 async def _cancel(task: asyncio.Task) -> None:

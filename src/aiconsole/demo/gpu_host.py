@@ -6,6 +6,8 @@ One `GpuHost` per VM (its seed, load and GPU count). As a handler it answers:
 - `nvidia-smi --query-gpu=...` without a loop: one round;
 - `nvidia-smi --query-compute-apps=...`: `compute_apps` (one process per busy GPU);
 - `nvidia-smi -L`: the GPU list;
+- `df -Pk PATH...`: POSIX df lines for its disk (`disk_gb`, `disk_used_gb`): Ollama's
+  service folder and `/` exist, other paths are "No such file or directory";
 - anything else: "command not found", exit 127.
 Readings come from `gpu_sim` at the time of the injectable `clock` (seconds).
 
@@ -64,6 +66,9 @@ class GpuHost:
     """About how often a flaky host drops its connection (jittered by +-20 %)."""
     flap_down_s: float = 2.0
     """How long a flaky host then refuses new connections."""
+    disk_gb: float = 70.0
+    """Its SSD (TensorDock's inference VM: 70 GB)."""
+    disk_used_gb: float = 31.5
     gpus: tuple[SimulatedGpu, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +76,8 @@ class GpuHost:
 
     async def __call__(self, command: str, process: asyncssh.SSHServerProcess) -> int | None:
         words = command.split()
+        if words[:1] == ["df"]:
+            return self._df(words[1:], process)
         if not words or words[0] != "nvidia-smi":
             return await not_found(command, process)
         if any(word.startswith("--query-compute-apps") for word in words):
@@ -88,6 +95,20 @@ class GpuHost:
             return 0
         process.stderr.write(b"demo nvidia-smi: only --query-gpu, --query-compute-apps and -L are simulated\n")
         return 2
+
+    def _df(self, args: list[str], process: asyncssh.SSHServerProcess) -> int:
+        total = int(self.disk_gb * 1e9 / 1024)
+        used = int(self.disk_used_gb * 1e9 / 1024)
+        lines = ["Filesystem     1024-blocks     Used Available Capacity Mounted on\n"]
+        status = 0
+        for path in (arg for arg in args if not arg.startswith("-") and arg != "2>/dev/null"):
+            if path == "/" or path.startswith("/usr/share/ollama"):
+                lines.append(f"/dev/vda1      {total:>11} {used:>8} {total - used:>9} {100 * used // total:>7}% /\n")
+            else:
+                process.stderr.write(f"df: {path}: No such file or directory\n".encode())
+                status = 1
+        process.stdout.write("".join(lines).encode())
+        return status
 
     async def _stream(self, process: asyncssh.SSHServerProcess, period_s: float) -> None:
         """Until the channel closes (the write or drain then raises, as SIGPIPE ends nvidia-smi)."""

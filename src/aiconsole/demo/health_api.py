@@ -20,6 +20,10 @@ Knobs, for the tests and the demo:
 - `go_down()` / `go_up()`: close the listening socket (connections are refused) and
   listen again on the same port;
 - `faults`: the per-request `FaultPlan` every fake has (one 500, one dropped connection).
+
+The OpenAI-compatible roles (`vllm`, `localai`) also list their models at `GET /v1/models`
+(`{"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}]}`), the
+models FLEET.md names for each; `models` changes the list.
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ HEALTH_PATHS: dict[str, str] = {
     "localai": "/readyz",
 }
 """Where each role answers its health check."""
+
+OPENAI_MODELS: dict[str, tuple[str, ...]] = {
+    "vllm": ("meta-llama/Llama-3.1-8B-Instruct", "google/gemma-3-12b-it", "allenai/Molmo-7B-D-0924"),
+    "localai": ("mistral-7b-instruct", "phi-3-mini", "nomic-embed-text"),
+}
+"""What each OpenAI-compatible role serves (FLEET.md)."""
 
 
 class FakeServiceHealth(FakeApi):
@@ -70,6 +80,9 @@ class FakeServiceHealth(FakeApi):
             self.router.add("GET", "/", self._ollama_root)
         if role == "localai":
             self.router.add("GET", "/healthz", self._health)
+        self.models: list[str] = list(OPENAI_MODELS.get(role, ()))
+        if role in OPENAI_MODELS:
+            self.router.add("GET", "/v1/models", self._openai_models)
 
     @property
     def url(self) -> str:
@@ -152,6 +165,11 @@ class FakeServiceHealth(FakeApi):
         if self.role == "vllm":
             return Response(200, b"")
         return Response(200, "OK")  # mlflow, localai
+
+    async def _openai_models(self, request: Request) -> Response:
+        owner = "vllm" if self.role == "vllm" else "localai"
+        data = [{"id": name, "object": "model", "created": 1_730_000_000, "owned_by": owner} for name in self.models]
+        return Response(200, {"object": "list", "data": data})
 
     async def _ollama_root(self, request: Request) -> Response:
         return Response(200, "Ollama is running")

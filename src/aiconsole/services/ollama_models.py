@@ -1,0 +1,251 @@
+"""One Ollama server's model library, through the official `ollama` AsyncClient.
+
+`OllamaModels(url)` lists what is installed and loaded, shows a model's details, pulls
+(an async iterator of progress events), deletes and unloads. Every failure becomes a
+`ModelError` whose message is the server's own (sanitised) or says plainly what went
+wrong; `retryable` tells a pull cut off mid-stream or a server that is down or slow
+(try again) from an answer that will not change (unknown model, bad name).
+
+Names are checked against Ollama's grammar before any request (`domain/models.py`).
+Importing this module imports `ollama` (and httpx, pydantic): import it after the first
+frame. The client's timeouts are explicit (the library's default is none at all).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Self
+
+import httpx
+import ollama
+import pydantic
+
+from aiconsole.domain.models import (
+    InstalledModel,
+    InvalidModelName,
+    LoadedModel,
+    ModelDetails,
+    kv_bytes_per_token,
+    license_head,
+    parse_model_name,
+)
+from aiconsole.domain.sanitize import sanitize_line
+
+__all__ = ["ModelError", "ModelNotFound", "ModelTimeouts", "OllamaModels", "PullEvent", "checked_name"]
+
+
+class ModelError(Exception):
+    """A model operation failed; `str()` is one sanitised line for the screen or stderr."""
+
+    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None) -> None:
+        super().__init__(sanitize_line(message))
+        self.retryable = retryable
+        self.status = status
+
+
+class ModelNotFound(ModelError):
+    """The server does not have that model (HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class ModelTimeouts:
+    connect_s: float = 5.0
+    read_s: float = 30.0
+    """For a plain answer; a loaded server lists its models in well under a second."""
+    pull_read_s: float = 300.0
+    """Between two lines of a pull: verifying a 10 GB blob's digest prints nothing for a while."""
+
+
+@dataclass(frozen=True, slots=True)
+class PullEvent:
+    """One line of a pull's progress, as the server sent it."""
+
+    status: str
+    digest: str = ""
+    total: int | None = None
+    completed: int | None = None
+
+
+class OllamaModels:
+    """The model library of the Ollama server at `url` (`http://127.0.0.1:PORT`)."""
+
+    def __init__(self, url: str, timeouts: ModelTimeouts = ModelTimeouts()) -> None:
+        self.url = url
+        self._timeouts = timeouts
+        self._client = ollama.AsyncClient(host=url, timeout=self._timeout(timeouts.read_s))
+        self._pull_client = ollama.AsyncClient(host=url, timeout=self._timeout(timeouts.pull_read_s))
+
+    def _timeout(self, read_s: float) -> httpx.Timeout:
+        return httpx.Timeout(read_s, connect=self._timeouts.connect_s)
+
+    async def close(self) -> None:
+        await self._client.close()
+        await self._pull_client.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def installed(self) -> tuple[InstalledModel, ...]:
+        """`/api/tags`, largest first."""
+        async with self._errors("listing models"):
+            answer = await self._client.list()
+        models = tuple(_installed(item) for item in answer.models)
+        return tuple(sorted(models, key=lambda m: (-m.size_bytes, m.name)))
+
+    async def loaded(self) -> tuple[LoadedModel, ...]:
+        """`/api/ps`: what the server holds in memory now."""
+        async with self._errors("listing loaded models"):
+            answer = await self._client.ps()
+        return tuple(_loaded(item) for item in answer.models)
+
+    async def details(self, name: str) -> ModelDetails:
+        """`/api/show`; raises ModelNotFound."""
+        checked_name(name)
+        async with self._errors(f"showing {name}", model=name):
+            answer = await self._client.show(name)
+        return _details(name, answer)
+
+    # --- changing ----------------------------------------------------------------------------
+
+    async def pull(self, name: str) -> AsyncIterator[PullEvent]:
+        """Progress events until the server says `success`. An error line inside the stream
+        (HTTP 200, then `{"error": ...}`) raises ModelError with its text; a stream cut off
+        raises a retryable ModelError (pulling again resumes). Closing the iterator early
+        (cancel) closes the request, and the server stops downloading."""
+        checked_name(name)
+        finished = False
+        async with self._errors(f"pulling {name}", model=name, pulling=True):
+            stream = await self._pull_client.pull(name, stream=True)
+            try:
+                async for part in stream:
+                    event = PullEvent(part.status or "", part.digest or "", part.total, part.completed)
+                    finished = event.status == "success"
+                    yield event
+            finally:
+                await stream.aclose()
+        if not finished:
+            raise ModelError(f"pulling {name}: the server ended the stream before 'success'", retryable=True)
+
+    async def delete(self, name: str) -> None:
+        """Remove the model's files; raises ModelNotFound (a 404) if it is not there."""
+        checked_name(name)
+        async with self._errors(f"deleting {name}", model=name):
+            await self._client.delete(name)
+
+    async def unload(self, name: str) -> None:
+        """Free its memory now (keep-alive 0); the files stay."""
+        checked_name(name)
+        async with self._errors(f"unloading {name}", model=name):
+            await self._client.generate(model=name, keep_alive=0)
+
+    # --- errors ------------------------------------------------------------------------------
+
+    def _errors(self, doing: str, *, model: str = "", pulling: bool = False) -> _Errors:
+        return _Errors(self.url, doing, model, pulling)
+
+
+def checked_name(name: str) -> str:
+    """`name` in Ollama's short form (`llama3.1` -> `llama3.1:latest`); raises ModelError for
+    a name Ollama would refuse, so no request is ever sent with one."""
+    try:
+        return str(parse_model_name(name))
+    except InvalidModelName as exc:
+        raise ModelError(f"invalid model name {name!r}: {exc}") from None
+
+
+class _Errors:
+    """Turns what the client, httpx and pydantic raise into ModelErrors (an async context
+    manager, so it also wraps a generator's body between its yields)."""
+
+    def __init__(self, url: str, doing: str, model: str, pulling: bool) -> None:
+        self._url, self._doing, self._model, self._pulling = url, doing, model, pulling
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or isinstance(exc, (ModelError, GeneratorExit)) or not isinstance(exc, Exception):
+            return False
+        raise self._translate(exc) from None
+
+    def _translate(self, exc: Exception) -> ModelError:
+        doing = self._doing
+        if isinstance(exc, ollama.ResponseError):
+            message = str(exc.error).strip() or f"HTTP {exc.status_code}"
+            if exc.status_code == 404:
+                return ModelNotFound(f"{doing}: {message}", status=404)
+            if exc.status_code == -1:  # an error line inside a 200 stream: the server's verdict
+                return ModelError(f"{doing}: {message}")
+            return ModelError(f"{doing}: HTTP {exc.status_code}: {message}", status=exc.status_code,
+                              retryable=exc.status_code >= 500)  # fmt: skip
+        if isinstance(exc, (ConnectionError, httpx.ConnectError)):
+            return ModelError(f"{doing}: cannot reach Ollama at {self._url} (connection refused)", retryable=True)
+        if isinstance(exc, httpx.TimeoutException):
+            return ModelError(f"{doing}: Ollama at {self._url} did not answer in time", retryable=True)
+        if isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc):
+            # Through an SSH forward this is what a service that is not listening looks like:
+            # the forward accepts, the VM's side is refused, the connection closes.
+            return ModelError(f"{doing}: no answer from Ollama at {self._url} (is it running?)", retryable=True)
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+            tail = "; pull again to resume where it stopped" if self._pulling else ""
+            return ModelError(f"{doing}: the connection dropped mid-answer{tail}", retryable=True)
+        if isinstance(exc, (json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError, TypeError)):
+            return ModelError(f"{doing}: the server's answer is not Ollama's API ({type(exc).__name__})")
+        if isinstance(exc, httpx.HTTPError):
+            return ModelError(f"{doing}: {type(exc).__name__}: {exc}", retryable=True)
+        return ModelError(f"{doing}: {type(exc).__name__}: {exc}")
+
+
+# --- from the client's types to ours -----------------------------------------------------------
+
+
+def _installed(item: Any) -> InstalledModel:
+    details = item.details
+    return InstalledModel(
+        name=item.model or "",
+        size_bytes=int(item.size or 0),
+        modified_at=item.modified_at,
+        family=(details.family if details else None) or "",
+        parameter_size=(details.parameter_size if details else None) or "",
+        quantization=(details.quantization_level if details else None) or "",
+        digest=item.digest or "",
+    )
+
+
+def _loaded(item: Any) -> LoadedModel:
+    expires = item.expires_at
+    if expires is not None and expires.year >= 2200:  # keep-alive < 0: Ollama sends a far-off date
+        expires = None
+    return LoadedModel(
+        name=item.model or item.name or "",
+        size_bytes=int(item.size or 0),
+        vram_bytes=int(item.size_vram or 0),
+        context_length=item.context_length,
+        expires_at=expires,
+    )
+
+
+def _details(name: str, answer: Any) -> ModelDetails:
+    details = answer.details
+    info = dict(answer.modelinfo or {})
+    arch = info.get("general.architecture")
+    context = info.get(f"{arch}.context_length") if isinstance(arch, str) else None
+    return ModelDetails(
+        name=name,
+        family=(details.family if details else None) or "",
+        parameter_size=(details.parameter_size if details else None) or "",
+        quantization=(details.quantization_level if details else None) or "",
+        context_length=context if isinstance(context, int) and not isinstance(context, bool) else None,
+        capabilities=tuple(str(c) for c in (answer.capabilities or ())),
+        parameters=answer.parameters or "",
+        template=answer.template or "",
+        license_head=license_head(answer.license or ""),
+        kv_bytes_per_token=kv_bytes_per_token(info),
+    )
