@@ -67,7 +67,7 @@ def _send_later(sock: socket.socket, data: bytes, delay: float) -> list[float]:
 def test_new_event_loop_is_the_coalescing_one_and_run_returns_the_result() -> None:
     loop = event_loop.new_event_loop()
     try:
-        assert isinstance(loop._selector, event_loop.CoalescingSelector)  # noqa: SLF001
+        assert isinstance(loop._selector, event_loop.CoalescingSelector)
     finally:
         loop.close()
 
@@ -144,7 +144,7 @@ def test_sockets_ready_during_a_hold_are_read_in_one_wakeup() -> None:
             for left, _ in pairs:
                 left.setblocking(False)
             await _wakeup_now(loop)
-            polls_before = loop._selector.polls  # noqa: SLF001
+            polls_before = loop._selector.polls
             readers = [loop.create_task(loop.sock_recv(left, 100)) for left, _ in pairs]
 
             def send_one_by_one() -> None:  # 10 rounds over 0.2 s, like VMs at their own moments
@@ -156,7 +156,7 @@ def test_sockets_ready_during_a_hold_are_read_in_one_wakeup() -> None:
             sender.start()
             received = await asyncio.gather(*readers)
             sender.join()
-            return received, loop._selector.polls - polls_before  # noqa: SLF001
+            return received, loop._selector.polls - polls_before
         finally:
             for left, right in pairs:
                 left.close()

@@ -241,13 +241,14 @@ async def _pull(runtime: Runtime, vm: str, model: str, out: TextIO, err: TextIO)
 
 async def pull_with_progress(
     client, model: str, out: TextIO, err: TextIO, *, hourly_usd: float = 0.0, vm: str = "",
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.monotonic, tracker: PullTracker | None = None,
 ) -> int:  # fmt: skip
     """Consume `client.pull(model)`, showing progress: a line redrawn in place on a terminal
-    (at most 4 times a second), plain lines when piped. Returns the exit status."""
+    (at most 4 times a second), plain lines when piped. Returns the exit status; `tracker`
+    (made here when None) holds the pull's status afterwards."""
     from aiconsole.services.ollama_models import ModelError
 
-    tracker = PullTracker(model, clock(), hourly_usd)
+    tracker = tracker or PullTracker(model, clock(), hourly_usd)
     show = _TerminalProgress(out, clock) if out.isatty() else _PipedProgress(out, clock)
     where = f" on {vm}" if vm else ""
     try:
@@ -300,15 +301,14 @@ class _PipedProgress:
         self._status, self._next = "", 0.0
 
     def update(self, tracker: PullTracker) -> None:
-        now = self._clock()
-        status = tracker.status(now)
-        if status.status != self._status:
-            self._status = status.status
+        now, text = self._clock(), tracker.status_text
+        if text != self._status:
+            self._status = text
             self._next = now + PIPED_EVERY_S
-            self._out.write(sanitize_line(status.status) + "\n")
+            self._out.write(sanitize_line(text) + "\n")
         elif now >= self._next:
             self._next = now + PIPED_EVERY_S
-            self._out.write(sanitize_line(status.summary()) + "\n")
+            self._out.write(sanitize_line(tracker.status(now).summary()) + "\n")
 
     def finish(self, status: PullStatus) -> None:
         if status.state in (PullState.SUCCEEDED, PullState.CANCELLED):  # a failure goes to stderr

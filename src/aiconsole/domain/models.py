@@ -415,6 +415,7 @@ class PullStatus:
 
 
 _RATE_WINDOW_S = 5.0
+_READING_EVERY_S = 0.1
 
 
 @dataclass
@@ -429,38 +430,57 @@ class PullTracker:
     model: str
     started_at: float
     hourly_usd: float = 0.0
-    _layers: dict[str, LayerProgress] = field(default_factory=dict)
+    _layers: dict[str, list[int]] = field(default_factory=dict)
+    """digest -> [total, completed]: mutable, since a pull can send thousands of events a
+    second and `feed` must stay cheap; `status()` builds the immutable view."""
     _status: str = "starting"
     _state: PullState = PullState.RUNNING
     _error: str = ""
     _now: float = 0.0
     _events: int = 0
     _readings: deque[tuple[float, int]] = field(default_factory=deque)
+    """(time, bytes received) at most every _READING_EVERY_S: where the rate's window starts."""
     _received: int = 0
     """Bytes seen arriving in this pull (a resumed layer's head start is not counted)."""
 
     def __post_init__(self) -> None:
         self._now = self.started_at
 
+    @property
+    def status_text(self) -> str:
+        """The server's last status line (cheap: no view built)."""
+        return self._status
+
     def feed(self, at: float, status: str, digest: str = "", total: int | None = None,
              completed: int | None = None) -> None:  # fmt: skip
         """One progress event."""
-        self._now = max(self._now, at)
+        if at > self._now:
+            self._now = at
         self._events += 1
         self._status = status
         if digest and total:
-            before = self._layers.get(digest)
             done = completed or 0
-            if before is not None:
-                self._received += max(0, done - before.completed)
-            self._layers[digest] = LayerProgress(digest, int(total), int(done))
-            self._readings.append((self._now, self._received))
-            # Keep one reading at or before the window's start, so a slow trickle still has a rate.
-            while len(self._readings) > 2 and self._readings[1][0] <= self._now - _RATE_WINDOW_S:
-                self._readings.popleft()
+            layer = self._layers.get(digest)
+            if layer is None:
+                self._layers[digest] = [total, done]
+            else:
+                if done > layer[1]:
+                    self._received += done - layer[1]
+                layer[0], layer[1] = total, done
+            self._note_reading()
         if status == "success":
             self._state = PullState.SUCCEEDED
-            self._layers = {d: LayerProgress(d, layer.total, layer.total) for d, layer in self._layers.items()}
+            for layer in self._layers.values():
+                layer[1] = layer[0]
+
+    def _note_reading(self) -> None:
+        readings, now = self._readings, self._now
+        if readings and now - readings[-1][0] < _READING_EVERY_S:
+            return
+        readings.append((now, self._received))
+        # Keep one reading at or before the window's start, so a slow trickle still has a rate.
+        while len(readings) > 2 and readings[1][0] <= now - _RATE_WINDOW_S:
+            readings.popleft()
 
     def fail(self, at: float, error: str) -> None:
         self._now = max(self._now, at)
@@ -473,15 +493,17 @@ class PullTracker:
     def status(self, now: float | None = None) -> PullStatus:
         at = self._now if now is None or self._state is not PullState.RUNNING else max(now, self._now)
         return PullStatus(
-            self.model, self._state, self._status, tuple(self._layers.values()),
+            self.model, self._state, self._status,
+            tuple(LayerProgress(digest, total, done) for digest, (total, done) in self._layers.items()),
             at - self.started_at, self._rate(), self.hourly_usd, self._error, self._events,
         )  # fmt: skip
 
     def _rate(self) -> float | None:
-        if len(self._readings) < 2:
+        """Bytes a second from the window's first reading to now."""
+        if not self._readings:
             return None
-        (t0, b0), (t1, b1) = self._readings[0], self._readings[-1]
-        return (b1 - b0) / (t1 - t0) if t1 > t0 else None
+        t0, b0 = self._readings[0]
+        return (self._received - b0) / (self._now - t0) if self._now > t0 else None
 
 
 # --- units -----------------------------------------------------------------------------------
