@@ -160,6 +160,23 @@ async def test_a_server_that_is_slow(ollama) -> None:
     assert caught.value.retryable and time.monotonic() - started < 1.5
 
 
+async def test_a_pull_that_stops_moving_is_stopped_by_its_watchdog(ollama) -> None:
+    ollama.slow(3.0)  # no answer at all for 3 s: nothing moves
+    async with OllamaModels(ollama.url, ModelTimeouts(connect_s=1.0, read_s=1.0, pull_read_s=0.4)) as client:
+        started = time.monotonic()
+        with pytest.raises(ModelError, match=r"pulling phi3:mini: no progress from Ollama for 0.4 s") as caught:
+            async for _ in client.pull("phi3:mini"):
+                pass
+    assert caught.value.retryable and 0.3 < time.monotonic() - started < 1.5
+
+
+async def test_a_steady_pull_outlasts_its_watchdog(ollama) -> None:
+    ollama.pulls.rate_bps = 2e9  # ~1.1 s for phi3:mini, events every 60 ms: progress all along
+    async with OllamaModels(ollama.url, ModelTimeouts(connect_s=1.0, read_s=1.0, pull_read_s=0.4)) as client:
+        statuses = [part.status async for part in client.pull("phi3:mini")]
+    assert statuses[-1] == "success"
+
+
 async def test_a_server_answering_garbage_is_reported(ollama, models) -> None:
     ollama.faults.garble_next()
     with pytest.raises(ModelError, match="not Ollama's API"):

@@ -204,11 +204,9 @@ def _loaded_text(loaded: LoadedModel | None, now: datetime) -> str:
     """As `ollama ps` shows it: `5.4 GB 100% GPU, 4m 12s left`."""
     if loaded is None:
         return ""
-    gpu = round(100 * loaded.gpu_share)
-    share = "100% GPU" if gpu >= 100 else ("100% CPU" if gpu <= 0 else f"{100 - gpu}%/{gpu}% CPU/GPU")
     left = loaded.keep_alive_left_s(now)
     until = "kept loaded" if left is None else f"{format_duration(left)} left"
-    return f"{format_bytes(loaded.size_bytes)} {share}, {until}"
+    return f"{format_bytes(loaded.size_bytes)} {loaded.processor}, {until}"
 
 
 # --- pull ---------------------------------------------------------------------------------------
@@ -243,18 +241,22 @@ async def pull_with_progress(
     client, model: str, out: TextIO, err: TextIO, *, hourly_usd: float = 0.0, vm: str = "",
     clock: Callable[[], float] = time.monotonic, tracker: PullTracker | None = None,
 ) -> int:  # fmt: skip
-    """Consume `client.pull(model)`, showing progress: a line redrawn in place on a terminal
+    """Read `client.pulling(model)`, showing progress: a line redrawn in place on a terminal
     (at most 4 times a second), plain lines when piped. Returns the exit status; `tracker`
     (made here when None) holds the pull's status afterwards."""
     from aiconsole.services.ollama_models import ModelError
 
     tracker = tracker or PullTracker(model, clock(), hourly_usd)
-    show = _TerminalProgress(out, clock) if out.isatty() else _PipedProgress(out, clock)
+    show = _TerminalProgress(out) if out.isatty() else _PipedProgress(out)
     where = f" on {vm}" if vm else ""
     try:
-        async for event in client.pull(model):
-            tracker.feed(clock(), event.status, event.digest, event.total, event.completed)
-            show.update(tracker)
+        async with client.pulling(model, tracker.events) as parts:
+            async for part in parts:  # the hot loop: tens of thousands of events a second
+                now = clock()
+                tracker.feed(now, part.status or "", part.digest, part.total, part.completed)
+                show.update(tracker, now)
+        if not tracker.end(clock()):
+            raise ModelError(f"pulling {model}: {tracker.status().error}", retryable=True)
     except ModelError as exc:
         tracker.fail(clock(), str(exc))
         show.finish(tracker.status())
@@ -272,11 +274,10 @@ async def pull_with_progress(
 class _TerminalProgress:
     """One line, redrawn in place with `\\r`, at most every PROGRESS_EVERY_S."""
 
-    def __init__(self, out: TextIO, clock: Callable[[], float]) -> None:
-        self._out, self._clock, self._next = out, clock, 0.0
+    def __init__(self, out: TextIO) -> None:
+        self._out, self._next = out, 0.0
 
-    def update(self, tracker: PullTracker) -> None:
-        now = self._clock()
+    def update(self, tracker: PullTracker, now: float) -> None:
         if now < self._next:
             return
         self._next = now + PROGRESS_EVERY_S
@@ -296,12 +297,12 @@ class _PipedProgress:
     """A line per status change (`pulling manifest`, each layer, `verifying`...), and the
     progress at most every PIPED_EVERY_S: a log, not an animation."""
 
-    def __init__(self, out: TextIO, clock: Callable[[], float]) -> None:
-        self._out, self._clock = out, clock
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
         self._status, self._next = "", 0.0
 
-    def update(self, tracker: PullTracker) -> None:
-        now, text = self._clock(), tracker.status_text
+    def update(self, tracker: PullTracker, now: float) -> None:
+        text = tracker.status_text
         if text != self._status:
             self._status = text
             self._next = now + PIPED_EVERY_S

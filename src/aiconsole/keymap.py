@@ -16,6 +16,8 @@ class KeySpec:
     """Default key(s), comma-separated, in Textual's names (`question_mark`, `ctrl+p`)."""
     description: str
     where: str
+    changes: bool = False
+    """It changes something (power, models): hidden and refused in read-only mode."""
 
 
 KEY_SPECS: tuple[KeySpec, ...] = (
@@ -25,13 +27,24 @@ KEY_SPECS: tuple[KeySpec, ...] = (
     KeySpec("tab-fleet", "1", "Show the Fleet tab: VMs, cost, idle time", "everywhere"),
     KeySpec("tab-gpus", "2", "Show the GPUs tab: every GPU of the fleet", "everywhere"),
     KeySpec("tab-services", "3", "Show the Services tab: each service's health", "everywhere"),
-    KeySpec("vm-start", "s", "Start the selected VM", "Fleet"),
-    KeySpec("vm-stop", "x", "Stop the selected VM (asks first)", "Fleet"),
+    KeySpec("tab-models", "4", "Show the Models tab: each VM's Ollama models", "everywhere"),
+    KeySpec("vm-start", "s", "Start the selected VM", "Fleet", changes=True),
+    KeySpec("vm-stop", "x", "Stop the selected VM (asks first)", "Fleet", changes=True),
     KeySpec("fleet-refresh", "r", "Ask every provider for fresh state now", "Fleet"),
     KeySpec("vm-next", "down,j", "Select the next VM", "Fleet"),
     KeySpec("vm-previous", "up,k", "Select the previous VM", "Fleet"),
+    KeySpec("model-pull", "p", "Pull a model onto the selected VM; retry a failed pull", "Models", changes=True),
+    KeySpec("model-cancel", "c", "Cancel the selected pull, or dismiss a finished one", "Models", changes=True),
+    KeySpec("pull-escape", "escape", "On a pull's row: cancel it, or dismiss it when finished", "Models", changes=True),
+    KeySpec("model-delete", "d", "Delete the selected model (asks first)", "Models", changes=True),
+    KeySpec("model-unload", "u", "Unload the selected model from memory", "Models", changes=True),
+    KeySpec("model-details", "enter", "Show the selected model's details", "Models"),
+    KeySpec("models-refresh", "r", "Read every model server again now", "Models"),
+    KeySpec("model-next", "down,j", "Select the next row", "Models"),
+    KeySpec("model-previous", "up,k", "Select the previous row", "Models"),
     KeySpec("confirm-yes", "y", "Confirm", "dialogs"),
     KeySpec("confirm-no", "n,escape", "Cancel", "dialogs"),
+    KeySpec("dialog-close", "escape", "Close the dialog", "pull and details dialogs"),
     KeySpec("help-close", "escape,question_mark,q", "Close help", "help"),
 )
 

@@ -162,6 +162,18 @@ class LoadedModel:
         """The part held on the GPU, 0..1 (1 for an empty model, which cannot spill)."""
         return 1.0 if self.size_bytes <= 0 else min(1.0, self.vram_bytes / self.size_bytes)
 
+    @property
+    def processor(self) -> str:
+        """Where it runs, as `ollama ps` prints it: "100% GPU", "100% CPU", "48%/52% CPU/GPU"."""
+        if self.vram_bytes == 0:
+            return "100% CPU"
+        if self.vram_bytes == self.size_bytes:
+            return "100% GPU"
+        if self.vram_bytes > self.size_bytes or self.size_bytes == 0:
+            return "unknown"
+        cpu = round(self.cpu_bytes / self.size_bytes * 100)
+        return f"{cpu}%/{100 - cpu}% CPU/GPU"
+
     def keep_alive_left_s(self, now: datetime) -> float | None:
         """Seconds before the server unloads it; None when it stays loaded for good."""
         if self.expires_at is None:
@@ -442,9 +454,14 @@ class PullTracker:
     """(time, bytes received) at most every _READING_EVERY_S: where the rate's window starts."""
     _received: int = 0
     """Bytes seen arriving in this pull (a resumed layer's head start is not counted)."""
+    _next_reading: float = float("-inf")
 
     def __post_init__(self) -> None:
         self._now = self.started_at
+
+    def events(self) -> int:
+        """How many events it was fed (a pull's watchdog sees progress by it)."""
+        return self._events
 
     @property
     def status_text(self) -> str:
@@ -467,7 +484,8 @@ class PullTracker:
                 if done > layer[1]:
                     self._received += done - layer[1]
                 layer[0], layer[1] = total, done
-            self._note_reading()
+            if self._now >= self._next_reading:
+                self._note_reading()
         if status == "success":
             self._state = PullState.SUCCEEDED
             for layer in self._layers.values():
@@ -475,12 +493,17 @@ class PullTracker:
 
     def _note_reading(self) -> None:
         readings, now = self._readings, self._now
-        if readings and now - readings[-1][0] < _READING_EVERY_S:
-            return
+        self._next_reading = now + _READING_EVERY_S
         readings.append((now, self._received))
         # Keep one reading at or before the window's start, so a slow trickle still has a rate.
         while len(readings) > 2 and readings[1][0] <= now - _RATE_WINDOW_S:
             readings.popleft()
+
+    def end(self, at: float, ended_early: str = "the server ended the stream before 'success'") -> bool:
+        """The stream is over: True if it said `success`; otherwise the pull failed."""
+        if self._state is PullState.RUNNING:
+            self.fail(at, ended_early)
+        return self._state is PullState.SUCCEEDED
 
     def fail(self, at: float, error: str) -> None:
         self._now = max(self._now, at)

@@ -194,11 +194,12 @@ class ModelLibrary:
                 installed, loaded, disk = await asyncio.gather(client.installed(), client.loaded(), self._disk(server))
                 fresh = replace(self._state[key], installed=installed, loaded=loaded, disk=disk or self._state[key].disk)
             else:
-                listed = await self._openai_models(server)
-                fresh = replace(self._state[key], listed=listed)
-            self._state[key] = replace(fresh, fetched_at=self.wall_clock(), error="", refreshing=False)
+                fresh = replace(self._state[key], listed=await self._openai_models(server))
+            self._state[key] = replace(fresh, fetched_at=self.wall_clock(), error="")
         except (ModelError, httpx.HTTPError) as exc:
-            self._state[key] = replace(self._state[key], error=sanitize_line(str(exc)), refreshing=False)
+            self._state[key] = replace(self._state[key], error=sanitize_line(str(exc)))
+        finally:  # a cancelled refresh too: never left "refreshing" for good
+            self._state[key] = replace(self._state[key], refreshing=False)
 
     async def details(self, vm: str, model: str) -> ModelDetails:
         return await (await self.client_for(self._ollama(vm))).details(model)
@@ -255,12 +256,15 @@ class ModelLibrary:
         tracker, last_signal = job.tracker, float("-inf")
         try:
             client = await self.client_for(server)
-            async for event in client.pull(job.model):
-                now = self.clock()
-                tracker.feed(now, event.status, event.digest, event.total, event.completed)
-                if now - last_signal >= ACTIVITY_EVERY_S:
-                    last_signal = now
-                    self.on_activity(job.vm, f"pulling {job.model}")
+            async with client.pulling(job.model, tracker.events) as parts:
+                async for part in parts:
+                    now = self.clock()
+                    tracker.feed(now, part.status or "", part.digest, part.total, part.completed)
+                    if now - last_signal >= ACTIVITY_EVERY_S:
+                        last_signal = now
+                        self.on_activity(job.vm, f"pulling {job.model}")
+            if not tracker.end(self.clock()):
+                job.retryable = True
         except ModelError as exc:
             tracker.fail(self.clock(), str(exc))
             job.retryable = exc.retryable

@@ -13,10 +13,11 @@ frame. The client's timeouts are explicit (the library's default is none at all)
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Self
+from typing import Any, Protocol, Self
 
 import httpx
 import ollama
@@ -55,17 +56,20 @@ class ModelTimeouts:
     read_s: float = 30.0
     """For a plain answer; a loaded server lists its models in well under a second."""
     pull_read_s: float = 300.0
-    """Between two lines of a pull: verifying a 10 GB blob's digest prints nothing for a while."""
+    """Between two lines of a pull: verifying a 10 GB blob's digest prints nothing for a while.
+    Checked by a watchdog every quarter of it, not by httpx on every read: a per-read
+    timeout cost ~5 % of reading a fast pull."""
 
 
-class PullEvent(NamedTuple):
-    """One line of a pull's progress, as the server sent it. A named tuple: a pull can send
-    thousands a second, and a frozen dataclass costs several times more to make."""
+class PullEvent(Protocol):
+    """One line of a pull's progress, as the server sent it: the client's own
+    `ProgressResponse`, handed on as it is (a pull can send tens of thousands of events a
+    second; copying each into an object of ours cost more than the rest of our work)."""
 
-    status: str
-    digest: str = ""
-    total: int | None = None
-    completed: int | None = None
+    status: str | None
+    digest: str | None
+    total: int | None
+    completed: int | None
 
 
 class OllamaModels:
@@ -75,9 +79,9 @@ class OllamaModels:
         self.url = url
         self._timeouts = timeouts
         self._client = ollama.AsyncClient(host=url, timeout=self._timeout(timeouts.read_s))
-        self._pull_client = ollama.AsyncClient(host=url, timeout=self._timeout(timeouts.pull_read_s))
+        self._pull_client = ollama.AsyncClient(host=url, timeout=self._timeout(None))
 
-    def _timeout(self, read_s: float) -> httpx.Timeout:
+    def _timeout(self, read_s: float | None) -> httpx.Timeout:
         return httpx.Timeout(read_s, connect=self._timeouts.connect_s)
 
     async def close(self) -> None:
@@ -114,24 +118,35 @@ class OllamaModels:
 
     # --- changing ----------------------------------------------------------------------------
 
-    async def pull(self, name: str) -> AsyncIterator[PullEvent]:
-        """Progress events until the server says `success`. An error line inside the stream
-        (HTTP 200, then `{"error": ...}`) raises ModelError with its text; a stream cut off
-        raises a retryable ModelError (pulling again resumes). Closing the iterator early
-        (cancel) closes the request, and the server stops downloading."""
+    def pulling(self, name: str, progress: Callable[[], int]) -> _Pulling:
+        """`async with models.pulling(name, progress) as parts: async for part in parts: ...`: the
+        client's own progress objects with nothing in between (a pull can send tens of
+        thousands of events a second; a generator of ours around each cost ~7 % of reading
+        the stream). Failures inside the block become ModelErrors: an error line inside
+        the stream (HTTP 200, then `{"error": ...}`) with its text; a stream cut off,
+        retryable (pulling again resumes). Leaving the block early (cancel) closes the
+        request, and the server stops downloading. The stream ending without `success` is
+        for the reader to see (`PullTracker.end`). `progress()` counts the parts the reader
+        took (`PullTracker.events`): when it stands still for `pull_read_s`, the pull is
+        stopped with a retryable ModelError."""
         checked_name(name)
-        finished = False
-        async with self._errors(f"pulling {name}", model=name, pulling=True):
-            stream = await self._pull_client.pull(name, stream=True)
-            try:
-                async for part in stream:
-                    event = PullEvent(part.status or "", part.digest or "", part.total, part.completed)
-                    finished = event.status == "success"
-                    yield event
-            finally:
-                await stream.aclose()
-        if not finished:
-            raise ModelError(f"pulling {name}: the server ended the stream before 'success'", retryable=True)
+        errors = self._errors(f"pulling {name}", model=name, pulling=True)
+        return _Pulling(self._pull_client, name, errors, progress, self._timeouts.pull_read_s)
+
+    async def pull(self, name: str) -> AsyncIterator[PullEvent]:
+        """The same as an iterator, for readers that are not in a hurry (tests, scripts);
+        raises a retryable ModelError when the stream ends without `success`."""
+        status, seen = "", 0
+
+        def progress() -> int:
+            return seen
+
+        async with self.pulling(name, progress) as parts:
+            async for part in parts:
+                status, seen = part.status or "", seen + 1
+                yield part
+        if status != "success":
+            raise ModelError(f"pulling {name}: {ENDED_EARLY}", retryable=True)
 
     async def delete(self, name: str) -> None:
         """Remove the model's files; raises ModelNotFound (a 404) if it is not there."""
@@ -158,6 +173,54 @@ def checked_name(name: str) -> str:
         return str(parse_model_name(name))
     except InvalidModelName as exc:
         raise ModelError(f"invalid model name {name!r}: {exc}") from None
+
+
+ENDED_EARLY = "the server ended the stream before 'success'"
+
+
+class _Pulling:
+    """The context of `OllamaModels.pulling`: opens the stream, closes it, translates errors,
+    and stops a pull whose reader saw nothing new for `idle_s` (checked every quarter)."""
+
+    def __init__(
+        self, client: ollama.AsyncClient, name: str, errors: _Errors, progress: Callable[[], int], idle_s: float
+    ) -> None:
+        self._client, self._name, self._errors = client, name, errors
+        self._progress, self._idle_s = progress, idle_s
+        self._stream: Any = None
+        self._task: asyncio.Task[Any] | None = None
+        self._check: asyncio.TimerHandle | None = None
+        self._stalled = False
+
+    async def __aenter__(self) -> AsyncIterator[PullEvent]:
+        self._task = asyncio.current_task()
+        self._watch(-1)
+        async with self._errors:
+            self._stream = await self._client.pull(self._name, stream=True)
+        return self._stream
+
+    def _watch(self, seen: int) -> None:
+        """Every idle_s / 4: nothing new since the check before the last four? Stop the reader."""
+        self._check = asyncio.get_running_loop().call_later(self._idle_s / 4, self._look, seen, 0)
+
+    def _look(self, seen: int, still: int) -> None:
+        now = self._progress()
+        still = still + 1 if now == seen else 0
+        if still >= 4 and self._task is not None:
+            self._stalled = True
+            self._task.cancel()
+            return
+        self._check = asyncio.get_running_loop().call_later(self._idle_s / 4, self._look, now, still)
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if self._check is not None:
+            self._check.cancel()
+        if self._stream is not None:
+            await self._stream.aclose()
+        if self._stalled and isinstance(exc, asyncio.CancelledError) and self._task is not None:
+            self._task.uncancel()
+            raise ModelError(f"pulling {self._name}: no progress from Ollama for {self._idle_s:g} s", retryable=True)
+        return await self._errors.__aexit__(kind, exc, tb)
 
 
 class _Errors:

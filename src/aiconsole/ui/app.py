@@ -1,11 +1,11 @@
-"""The Textual application: header, the tabs (Fleet, GPUs, Services), footer, help and the palette.
+"""The Textual application: header, the tabs (Fleet, GPUs, Services, Models), footer, help and the palette.
 
 The first frame comes before anything slow: the app is built from what the command
 line asked for, paints a "loading" body, and only then validates the settings and
 builds the fleet monitor (`load_runtime`), then mounts the tabs (console_tabs.py,
 which also owns the 1 s tick that draws them). The telemetry hub is built after that,
-in a worker. A bad config ends the app with exit status 2 and the same message the
-CLI prints.
+in a worker, and the model library after the hub, on its endpoints and SSH pool. A bad
+config ends the app with exit status 2 and the same message the CLI prints.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from aiconsole.ui.themes import DEFAULT_THEME, bundled_theme_dirs, load_themes
 if TYPE_CHECKING:
     from aiconsole.assembly import Runtime
     from aiconsole.runtime import RuntimeRequest
+    from aiconsole.services.model_library import ModelLibrary
     from aiconsole.services.telemetry import TelemetryHub
     from aiconsole.ui.console_tabs import ConsoleTabs
     from aiconsole.ui.fleet_pane import FleetPane
@@ -40,6 +41,7 @@ TAB_PALETTE = (
     ("fleet", "Show Fleet", "VMs: power, cost, idle time"),
     ("gpus", "Show GPUs", "Every GPU of the fleet"),
     ("services", "Show Services", "Each service's health"),
+    ("models", "Show Models", "Each VM's Ollama models and pulls"),
 )
 
 EXIT_BAD_CONFIG = 2
@@ -70,7 +72,7 @@ def make_app(request: RuntimeRequest, *, theme_name: str | None = None) -> AiCon
 
 class MainScreen(Screen[None]):
     """The console's screen. It holds the tab keys, so they work here and not behind a
-    dialog or help, and so they stay together in the footer ("1 2 3 Tabs") even when
+    dialog or help, and so they stay together in the footer ("1 2 3 4 Tabs") even when
     the config rebinds one (Textual moves a rebound key to the end of its node's bindings)."""
 
     TAB_KEYS = Binding.Group("Tabs")
@@ -78,6 +80,7 @@ class MainScreen(Screen[None]):
         binding("tab-fleet", "show_tab('fleet')", label="Fleet", group=TAB_KEYS),
         binding("tab-gpus", "show_tab('gpus')", label="GPUs", group=TAB_KEYS),
         binding("tab-services", "show_tab('services')", label="Services", group=TAB_KEYS),
+        binding("tab-models", "show_tab('models')", label="Models", group=TAB_KEYS),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -168,10 +171,18 @@ class AiConsoleApp(App[None]):
             self._use_theme(runtime.settings.ui.theme)
         from aiconsole.ui.console_tabs import ConsoleTabs
         from aiconsole.ui.fleet_pane import fleet_pane
+        from aiconsole.ui.model_source import ModelsOptions
 
         self.query_one("#loading").remove()
         fleet = fleet_pane(runtime.monitor, read_only=self.read_only, id="fleet")
-        self.mount(ConsoleTabs(fleet, telemetry=self._telemetry_on, id="console"), before=self.query_one(Footer))
+        console = ConsoleTabs(
+            fleet,
+            telemetry=self._telemetry_on,
+            models=ModelsOptions.of(runtime.settings),
+            read_only=self.read_only,
+            id="console",
+        )
+        self.mount(console, before=self.query_one(Footer))
         self.refresh_bindings()  # the tab keys (MainScreen) work from now on
         for warning in self._warnings:
             self.notify(warning, severity="warning", timeout=10, markup=False)
@@ -199,13 +210,40 @@ class AiConsoleApp(App[None]):
             console.use_telemetry(hub)
         self.set_timer(5.0, _freeze_startup_heap)
         monitor = runtime.monitor
+        library = await self._start_models(runtime, hub)
         try:
             await hub.run(monitor.powers, on_busy=lambda vm, at: monitor.note_activity(vm, "gpu", "GPU busy", at))
         except Exception as error:  # shown, never fatal: the Fleet tab goes on without gauges
             self.hub = None
             self._telemetry_failed(error)
         finally:
+            if library is not None:
+                await library.aclose()  # its pulls are cancelled, its clients closed, before the pool goes
             await hub.aclose()
+
+    async def _start_models(self, runtime: Runtime, hub: TelemetryHub) -> ModelLibrary | None:
+        """The model library on the hub's endpoints and SSH pool, built in a thread (importing
+        the ollama client takes a while); a failure is shown on the Models tab, never fatal."""
+        import asyncio
+
+        from aiconsole.assembly import build_model_library
+
+        monitor = runtime.monitor
+        try:
+            library = await asyncio.to_thread(
+                build_model_library,
+                runtime.settings,
+                hub.endpoints,
+                hub.pool,
+                on_activity=lambda vm, detail: monitor.note_activity(vm, "pull", detail),
+            )
+        except Exception as error:  # shown, never fatal
+            if (console := self.console_tabs) is not None:
+                console.models_failed(error)
+            return None
+        if (console := self.console_tabs) is not None:
+            console.use_models(library)
+        return library
 
     def _telemetry_failed(self, error: Exception) -> None:
         self.notify(f"GPU telemetry is off: {error}", severity="error", markup=False, timeout=15)
@@ -249,12 +287,10 @@ class AiConsoleApp(App[None]):
 
     def _key_rows(self) -> list[KeyRow]:
         """Our bindings active on this screen, every key of each (after rebinding)."""
-        from aiconsole.ui.fleet_pane import POWER_KEY_IDS
-
         keys_by_id: dict[str, list[str]] = {}
         for key, active in self.screen.active_bindings.items():
             binding_id = active.binding.id
-            if binding_id in POWER_KEY_IDS and self.read_only:
+            if binding_id in KEYS_BY_ID and KEYS_BY_ID[binding_id].changes and self.read_only:
                 continue  # refused in read-only mode: not offered
             if binding_id in KEYS_BY_ID and active.enabled:
                 display = self.get_key_display(active.binding.with_key(key))
@@ -272,6 +308,9 @@ class AiConsoleApp(App[None]):
         for name, title, help_text in TAB_PALETTE:
             yield SystemCommand(title, help_text, partial(self.action_show_tab, name))
         yield SystemCommand("Refresh fleet", "Ask every provider for fresh state", fleet.action_refresh)
+        if (console := self.console_tabs) is not None:
+            for title, help_text, callback, discover in console.models.commands():
+                yield SystemCommand(title, help_text, callback, discover)
         if self.read_only:
             return
         for vm in fleet.snapshot.vms:

@@ -1,4 +1,4 @@
-"""The console's tabs (Fleet, GPUs, Services) and the one 1 s tick that feeds them.
+"""The console's tabs (Fleet, GPUs, Services, Models) and the one 1 s tick that feeds them.
 
 Each tick takes ONE telemetry snapshot (`TelemetryHub.snapshot()`), notifies the
 threshold crossings since the last tick (each once, whichever tab shows), and draws
@@ -12,7 +12,8 @@ idle timers move with the clock.
 
 Until the hub exists (it is built in a thread after the first frame: asyncssh is slow
 to import) the GPUs and Services tabs say "starting telemetry…"; if it failed, they say
-why.
+why. The Models tab waits for the model library, built after the hub (`use_models`); it
+is told when it hides, so that it stops refreshing and drawing pulls.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from textual.widgets import TabbedContent, TabPane, Tabs
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.ui.fleet_pane import FleetChanged, FleetPane
 from aiconsole.ui.gpu_pane import GpuPane
+from aiconsole.ui.model_source import ModelsOptions, ModelSource
+from aiconsole.ui.models_pane import OFF as MODELS_OFF
+from aiconsole.ui.models_pane import STARTING as MODELS_STARTING
+from aiconsole.ui.models_pane import models_pane
 from aiconsole.ui.services_pane import ServicesPane
 from aiconsole.ui.telemetry_pane import OFF, STARTING, TelemetryPane, failed
 
@@ -38,7 +43,7 @@ if TYPE_CHECKING:
     from aiconsole.domain.gpu_levels import LevelCrossing
     from aiconsole.domain.telemetry import TelemetrySnapshot
 
-TABS: dict[str, str] = {"fleet": "Fleet", "gpus": "GPUs", "services": "Services"}
+TABS: dict[str, str] = {"fleet": "Fleet", "gpus": "GPUs", "services": "Services", "models": "Models"}
 """Tab name (as the `show_tab` action and the palette name it) -> its title."""
 _PANE_SUFFIX = "-tab"
 
@@ -81,7 +86,8 @@ def crossing_notices(crossings: list[tuple[str, LevelCrossing]]) -> list[tuple[s
 
 
 class ConsoleTabs(Vertical):
-    """Fleet, GPUs and Services; `show_tab(name)` switches, `use_telemetry(hub)` feeds them."""
+    """Fleet, GPUs, Services and Models; `show_tab(name)` switches, `use_telemetry(hub)` and
+    `use_models(library)` feed them."""
 
     DEFAULT_CSS = """
     ConsoleTabs { height: 1fr; }
@@ -96,12 +102,23 @@ class ConsoleTabs(Vertical):
     ConsoleTabs ContentTabs:focus Tab.-active { color: $block-cursor-foreground; background: $block-cursor-background; }
     """
 
-    def __init__(self, fleet: FleetPane, *, telemetry: bool = True, id: str | None = None) -> None:
-        """`telemetry=False`: no hub will come (the GPUs and Services tabs say it is off)."""
+    def __init__(
+        self,
+        fleet: FleetPane,
+        *,
+        telemetry: bool = True,
+        models: ModelsOptions | None = None,
+        read_only: bool = False,
+        id: str | None = None,
+    ) -> None:
+        """`telemetry=False`: no hub will come (the GPUs and Services tabs say it is off, and
+        so does the Models tab: its library is built on the hub's endpoints)."""
         super().__init__(id=id)
         self.fleet = fleet
         self.gpus = GpuPane(STARTING if telemetry else OFF, id="gpus")
         self.services = ServicesPane(STARTING if telemetry else OFF, id="services")
+        models_status = MODELS_STARTING if telemetry else MODELS_OFF
+        self.models = models_pane(models or ModelsOptions(), read_only=read_only, status=models_status, id="models")
         self.source: TelemetrySource | None = None
         self.latest: TelemetrySnapshot | None = None
         """The snapshot of the last tick (None before the hub exists)."""
@@ -111,7 +128,7 @@ class ConsoleTabs(Vertical):
         self._clock: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        panes = {"fleet": self.fleet, "gpus": self.gpus, "services": self.services}
+        panes = self._panes()
         with TabbedContent(initial="fleet" + _PANE_SUFFIX):
             for name, title in TABS.items():
                 with TabPane(Content(title), id=name + _PANE_SUFFIX):
@@ -131,11 +148,14 @@ class ConsoleTabs(Vertical):
 
     @property
     def active(self) -> str:
-        """The visible tab's name ("fleet", "gpus", "services")."""
+        """The visible tab's name ("fleet", "gpus", "services", "models")."""
         return self.query_one(TabbedContent).active.removesuffix(_PANE_SUFFIX)
 
+    def _panes(self) -> dict[str, Widget]:
+        return {"fleet": self.fleet, "gpus": self.gpus, "services": self.services, "models": self.models}
+
     def pane(self, name: str) -> Widget:
-        return {"fleet": self.fleet, "gpus": self.gpus, "services": self.services}[name]
+        return self._panes()[name]
 
     def _tab_pane(self, name: str) -> TabPane:
         return self.query_one(f"#{name}{_PANE_SUFFIX}", TabPane)
@@ -156,6 +176,8 @@ class ConsoleTabs(Vertical):
         for other in TABS:
             if other != name:
                 self._tab_pane(other).visible = False  # what it drew goes out of date from now on
+        if name != "models":
+            self.models.hide()
         if self._drawn != name:  # shown by a click or the tab strip's own keys: draw now
             self._tick_now()
         if not isinstance(self.screen.focused, Tabs):  # not while the operator moves along the strip
@@ -195,7 +217,20 @@ class ConsoleTabs(Vertical):
         self.source = self.latest = None
         for pane in (self.gpus, self.services):
             pane.say(failed(error))
+        self.models_failed(error)
         self.fleet.draw(None)
+
+    def use_models(self, library: ModelSource) -> None:
+        """The model library is built: the Models tab reads it (at once, if it shows)."""
+        self.models.use_library(library)
+        if self.active == "models":
+            self._tick_now()
+
+    def models_failed(self, error: object) -> None:
+        """No model library (it could not be built, or telemetry stopped): the Models tab says why."""
+        self.models.library = None
+        self.models.hide()
+        self.models.say(failed(error, "the model library"))
 
     def tick(self, visible: str | None = None) -> None:
         """One snapshot, its crossings notified, and the `visible` tab (default: the active one) drawn."""

@@ -31,9 +31,6 @@ if TYPE_CHECKING:
     from aiconsole.domain.telemetry import TelemetrySnapshot
     from aiconsole.services.fleet import FleetMonitor
 
-POWER_KEY_IDS = ("vm-start", "vm-stop")
-"""The bindings --read-only takes out of the footer and help."""
-
 
 def _power_bindings(*, show: bool) -> list:
     return [binding("vm-start", "start", label="Start", show=show), binding("vm-stop", "stop", label="Stop", show=show)]

@@ -5,28 +5,17 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from aiconsole.ui.bindings import binding
+from aiconsole.ui.dialog import DialogScreen
 
 # (key as shown, description): built by the caller from the screen's active bindings.
 KeyRow = tuple[str, str]
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(DialogScreen[None]):
     DEFAULT_CSS = """
-    HelpScreen { align: center middle; background: $background 60%; }
-    HelpScreen > VerticalScroll {
-        width: 64;
-        max-width: 95%;
-        height: auto;
-        max-height: 90%;
-        border: round $primary;
-        border-title-style: bold;
-        background: $surface;
-        padding: 0 1;
-    }
     HelpScreen #keys { width: 100%; }
     """
 
@@ -38,7 +27,7 @@ class HelpScreen(ModalScreen[None]):
         self.footnote = footnote
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll() as scroll:
+        with VerticalScroll(classes="dialog-box") as scroll:
             scroll.border_title = "Keys"
             scroll.border_subtitle = "esc to close"
             yield Static(self._table(), id="keys")

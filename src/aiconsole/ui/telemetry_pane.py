@@ -21,9 +21,9 @@ STARTING = Content.styled("◐ starting telemetry…", "$foreground-muted")
 OFF = Content.styled("Telemetry is off.", "$foreground-muted")
 
 
-def failed(error: object) -> Content:
-    """Why there is no telemetry; the error text is untrusted (it can quote a remote's words)."""
-    return Content.assemble(("✖ telemetry is off: ", "$error bold"), (sanitize_line(str(error), 300), "$error"))
+def failed(error: object, what: str = "telemetry") -> Content:
+    """Why there is no telemetry (or no `what`); the error text is untrusted (it can quote a remote's words)."""
+    return Content.assemble((f"✖ {what} is off: ", "$error bold"), (sanitize_line(str(error), 300), "$error"))
 
 
 class TelemetryPane(Vertical):
@@ -60,11 +60,15 @@ class TelemetryPane(Vertical):
         """The console's tick: draw `telemetry` (None: none yet, keep the status line)."""
         if telemetry is None:
             return
+        self.go_live()
+        self.show_snapshot(telemetry)
+
+    def go_live(self) -> None:
+        """The status line gives way to the view."""
         if not self.live:
             self.live = True
             self._status.display = False
             self.body.display = True
-        self.show_snapshot(telemetry)
 
     def show_snapshot(self, telemetry: TelemetrySnapshot) -> None:
         raise NotImplementedError

@@ -9,6 +9,7 @@ from textual.widget import Widget
 
 from aiconsole.domain.fleet import BudgetLevel, BudgetSnapshot
 from aiconsole.domain.format import format_usd
+from aiconsole.ui.widgets.bars import bar_pieces, bar_track
 
 _LEVEL_STYLE = {
     BudgetLevel.OK: "$success",
@@ -38,12 +39,10 @@ def budget_line(
     share = spent / limit if limit > 0 else 0.0
     percent = f" {share:4.0%}" if limit > 0 else "  no budget"
     bar_width = max(4, width - _LABEL_WIDTH - len(figures) - len(percent) - 2)
-    filled = min(bar_width, round(share * bar_width))
     style = _LEVEL_STYLE[level]
     return Content.assemble(
         (label.ljust(_LABEL_WIDTH), "$foreground-muted"),
-        ("━" * filled, style),
-        ("━" * (bar_width - filled), track_style),
+        *bar_pieces([(share, style)], bar_width, track_style),
         (percent, style),
         figures,
     )
@@ -75,8 +74,7 @@ class BudgetBars(Widget):
             len(budget_figures(b.spent_today_usd, b.daily_usd)),
             len(budget_figures(b.spent_month_usd, b.monthly_usd)),
         )
-        # The empty part of a bar: $panel-lighten-2 is white on a light theme, i.e. invisible.
-        track = "$panel-lighten-2" if self.app.current_theme.dark else "$panel-darken-2"
+        track = bar_track(self.app.current_theme.dark)
         line = partial(budget_line, width=width, figures_width=figures_width, track_style=track)
         return Content.assemble(
             line("Today", b.spent_today_usd, b.daily_usd, b.day_level),

@@ -237,6 +237,15 @@ def _headline(host: HostTelemetry, message: str, width: int) -> Content:
     return Content.assemble((f"{glyph} {word}", style), "  ", (fingerprint, "bold"))
 
 
+def wrap_cut(text: str, width: int, max_lines: int) -> list[str]:
+    """`text` wrapped to `width`, on at most `max_lines` lines, the last ending in "…" when cut."""
+    wrapped = textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+    if len(wrapped) > max_lines:
+        last = wrapped[max_lines - 1]
+        wrapped = [*wrapped[: max_lines - 1], (last if len(last) < width else last[: width - 1]) + "…"]
+    return wrapped
+
+
 def host_status_content(host: HostTelemetry, *, width: int = PANE_WIDTH, max_lines: int = STATUS_MAX_LINES) -> Content:
     """Why a host shows no gauges: its feed's state and message, on at most `max_lines` lines.
 
@@ -257,11 +266,7 @@ def host_status_content(host: HostTelemetry, *, width: int = PANE_WIDTH, max_lin
     inline = Content.assemble(head, (separator, MUTED), (message, body_style))
     if max_lines <= 1 or inline.cell_length <= width:
         return inline.truncate(width, ellipsis=True)
-    wrapped = textwrap.wrap(message, width, break_on_hyphens=False) or [""]
-    room = max_lines - 1
-    if len(wrapped) > room:
-        last = wrapped[room - 1]
-        wrapped = [*wrapped[: room - 1], (last if len(last) < width else last[: width - 1]) + "…"]
+    wrapped = wrap_cut(message, width, max_lines - 1)
     lines = [head.truncate(width, ellipsis=True), *(Content.styled(line, body_style) for line in wrapped)]
     return Content("\n").join(lines)
 
