@@ -13,15 +13,12 @@ frame. The client's timeouts are explicit (the library's default is none at all)
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
 import httpx
 import ollama
-import pydantic
 
 from aiconsole.domain.models import (
     InstalledModel,
@@ -33,6 +30,8 @@ from aiconsole.domain.models import (
     parse_model_name,
 )
 from aiconsole.domain.sanitize import sanitize_line
+from aiconsole.services.ollama_errors import OllamaErrors
+from aiconsole.services.stall_watch import StallWatch
 
 __all__ = ["ModelError", "ModelNotFound", "ModelTimeouts", "OllamaModels", "PullEvent", "checked_name"]
 
@@ -162,8 +161,9 @@ class OllamaModels:
 
     # --- errors ------------------------------------------------------------------------------
 
-    def _errors(self, doing: str, *, model: str = "", pulling: bool = False) -> _Errors:
-        return _Errors(self.url, doing, model, pulling)
+    def _errors(self, doing: str, *, model: str = "", pulling: bool = False) -> OllamaErrors:
+        hint = "; pull again to resume where it stopped" if pulling else ""
+        return OllamaErrors(self.url, doing, ModelError, ModelNotFound, cut_hint=hint)
 
 
 def checked_name(name: str) -> str:
@@ -180,90 +180,29 @@ ENDED_EARLY = "the server ended the stream before 'success'"
 
 class _Pulling:
     """The context of `OllamaModels.pulling`: opens the stream, closes it, translates errors,
-    and stops a pull whose reader saw nothing new for `idle_s` (checked every quarter)."""
+    and stops a pull whose reader saw nothing new for `idle_s` (`StallWatch`)."""
 
     def __init__(
-        self, client: ollama.AsyncClient, name: str, errors: _Errors, progress: Callable[[], int], idle_s: float
+        self, client: ollama.AsyncClient, name: str, errors: OllamaErrors, progress: Callable[[], int], idle_s: float
     ) -> None:
         self._client, self._name, self._errors = client, name, errors
-        self._progress, self._idle_s = progress, idle_s
+        self._watch = StallWatch(progress, idle_s)
         self._stream: Any = None
-        self._task: asyncio.Task[Any] | None = None
-        self._check: asyncio.TimerHandle | None = None
-        self._stalled = False
 
     async def __aenter__(self) -> AsyncIterator[PullEvent]:
-        self._task = asyncio.current_task()
-        self._watch(-1)
+        self._watch.start()
         async with self._errors:
             self._stream = await self._client.pull(self._name, stream=True)
         return self._stream
 
-    def _watch(self, seen: int) -> None:
-        """Every idle_s / 4: nothing new since the check before the last four? Stop the reader."""
-        self._check = asyncio.get_running_loop().call_later(self._idle_s / 4, self._look, seen, 0)
-
-    def _look(self, seen: int, still: int) -> None:
-        now = self._progress()
-        still = still + 1 if now == seen else 0
-        if still >= 4 and self._task is not None:
-            self._stalled = True
-            self._task.cancel()
-            return
-        self._check = asyncio.get_running_loop().call_later(self._idle_s / 4, self._look, now, still)
-
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if self._check is not None:
-            self._check.cancel()
+        stalled = self._watch.stop(exc)
         if self._stream is not None:
             await self._stream.aclose()
-        if self._stalled and isinstance(exc, asyncio.CancelledError) and self._task is not None:
-            self._task.uncancel()
-            raise ModelError(f"pulling {self._name}: no progress from Ollama for {self._idle_s:g} s", retryable=True)
+        if stalled:
+            message = f"pulling {self._name}: no progress from Ollama for {self._watch.idle_s:g} s"
+            raise ModelError(message, retryable=True)
         return await self._errors.__aexit__(kind, exc, tb)
-
-
-class _Errors:
-    """Turns what the client, httpx and pydantic raise into ModelErrors (an async context
-    manager, so it also wraps a generator's body between its yields)."""
-
-    def __init__(self, url: str, doing: str, model: str, pulling: bool) -> None:
-        self._url, self._doing, self._model, self._pulling = url, doing, model, pulling
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if exc is None or isinstance(exc, (ModelError, GeneratorExit)) or not isinstance(exc, Exception):
-            return False
-        raise self._translate(exc) from None
-
-    def _translate(self, exc: Exception) -> ModelError:
-        doing = self._doing
-        if isinstance(exc, ollama.ResponseError):
-            message = str(exc.error).strip() or f"HTTP {exc.status_code}"
-            if exc.status_code == 404:
-                return ModelNotFound(f"{doing}: {message}", status=404)
-            if exc.status_code == -1:  # an error line inside a 200 stream: the server's verdict
-                return ModelError(f"{doing}: {message}")
-            return ModelError(f"{doing}: HTTP {exc.status_code}: {message}", status=exc.status_code,
-                              retryable=exc.status_code >= 500)  # fmt: skip
-        if isinstance(exc, (ConnectionError, httpx.ConnectError)):
-            return ModelError(f"{doing}: cannot reach Ollama at {self._url} (connection refused)", retryable=True)
-        if isinstance(exc, httpx.TimeoutException):
-            return ModelError(f"{doing}: Ollama at {self._url} did not answer in time", retryable=True)
-        if isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc):
-            # Through an SSH forward this is what a service that is not listening looks like:
-            # the forward accepts, the VM's side is refused, the connection closes.
-            return ModelError(f"{doing}: no answer from Ollama at {self._url} (is it running?)", retryable=True)
-        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
-            tail = "; pull again to resume where it stopped" if self._pulling else ""
-            return ModelError(f"{doing}: the connection dropped mid-answer{tail}", retryable=True)
-        if isinstance(exc, (json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError, TypeError)):
-            return ModelError(f"{doing}: the server's answer is not Ollama's API ({type(exc).__name__})")
-        if isinstance(exc, httpx.HTTPError):
-            return ModelError(f"{doing}: {type(exc).__name__}: {exc}", retryable=True)
-        return ModelError(f"{doing}: {type(exc).__name__}: {exc}")
 
 
 # --- from the client's types to ours -----------------------------------------------------------
