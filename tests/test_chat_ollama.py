@@ -9,8 +9,8 @@ import pytest
 
 from aiconsole.demo.ollama_api import FakeOllama
 from aiconsole.domain.chat import ChatMessage, ReplyClock
-from aiconsole.services.chat_base import ChatError
-from aiconsole.services.chat_ollama import ChatTimeouts, OllamaChat
+from aiconsole.services.chat_base import ChatError, ChatTimeouts
+from aiconsole.services.chat_ollama import OllamaChat
 
 HELLO = [ChatMessage("user", "hello")]
 
@@ -23,7 +23,7 @@ async def ollama():
 
 @pytest.fixture
 async def chat(ollama):
-    async with OllamaChat(ollama.url, ChatTimeouts(connect_s=1.0, stall_s=2.0)) as client:
+    async with OllamaChat(ollama.url, ChatTimeouts(connect_s=1.0, read_s=2.0)) as client:
         yield client
 
 
@@ -120,7 +120,7 @@ async def test_a_server_that_is_down(ollama, chat) -> None:
 
 async def test_a_server_that_says_nothing_is_stopped_by_the_watchdog(ollama) -> None:
     ollama.slow(3.0)
-    async with OllamaChat(ollama.url, ChatTimeouts(connect_s=1.0, stall_s=0.4)) as chat:
+    async with OllamaChat(ollama.url, ChatTimeouts(connect_s=1.0, read_s=0.4)) as chat:
         started = time.monotonic()
         with pytest.raises(ChatError, match="nothing from Ollama for 0.4 s") as caught:
             await read(chat)

@@ -13,9 +13,30 @@ wrong. Pieces are the server's text as sent: the screen sanitises, the history k
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import httpx
+
 from aiconsole.domain.sanitize import sanitize_line
 
-__all__ = ["ChatError"]
+__all__ = ["DEFAULT_TIMEOUTS", "ChatError", "ChatTimeouts"]
+
+
+@dataclass(frozen=True)
+class ChatTimeouts:
+    connect_s: float = 5.0
+    read_s: float = 120.0
+    """Nothing new for this long ends the reply: a server loading a 10 GB model into VRAM, or
+    thinking about a long prompt, can be quiet for a minute before its first token."""
+    write_s: float = 10.0
+
+    def httpx(self, *, per_read: bool = True) -> httpx.Timeout:
+        """httpx's timeouts; `per_read=False` leaves reads to a `StallWatch` (cheaper per chunk)."""
+        read = self.read_s if per_read else None
+        return httpx.Timeout(connect=self.connect_s, read=read, write=self.write_s, pool=self.connect_s)
+
+
+DEFAULT_TIMEOUTS = ChatTimeouts()
 
 
 class ChatError(Exception):

@@ -10,46 +10,35 @@ See services/chat_base.py for the contract. An error line inside the stream (HTT
 then `{"error": ...}`) is a `ChatError` with the server's text; a stream cut off is a
 retryable one; leaving the block early closes the request (Ollama then stops generating)
 and the stats say "cancelled". Like a pull, the stream's stall timeout is a `StallWatch`
-(a model loading into VRAM may print nothing for a while: `first_token_s`), not a
-timeout on every read. Importing this module imports `ollama` (and httpx).
+(`ChatTimeouts.read_s`), not a timeout on every read. Importing this module imports `ollama` (and httpx).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Self
 
-import httpx
 import ollama
 
 from aiconsole.domain.chat import ChatMessage, ReplyClock, ReplyStats
-from aiconsole.services.chat_base import ChatError
+from aiconsole.services.chat_base import DEFAULT_TIMEOUTS, ChatError, ChatTimeouts
 from aiconsole.services.ollama_errors import OllamaErrors
 from aiconsole.services.stall_watch import StallWatch
 
-__all__ = ["ChatTimeouts", "OllamaChat", "OllamaReply"]
+__all__ = ["OllamaChat", "OllamaReply"]
 
 _NS = 1e-9
-
-
-@dataclass(frozen=True)
-class ChatTimeouts:
-    connect_s: float = 5.0
-    stall_s: float = 120.0
-    """Nothing new for this long ends the reply: loading a 10 GB model into VRAM before the
-    first token can take a minute."""
 
 
 class OllamaChat:
     """Chat with the Ollama server at `url`."""
 
-    def __init__(self, url: str, timeouts: ChatTimeouts = ChatTimeouts(), clock: Callable[[], float] = time.monotonic):
+    def __init__(self, url: str, timeouts: ChatTimeouts = DEFAULT_TIMEOUTS, clock: Callable[[], float] = time.monotonic):
         self.url = url
         self._timeouts = timeouts
         self._clock = clock
-        self._client = ollama.AsyncClient(host=url, timeout=httpx.Timeout(None, connect=timeouts.connect_s))
+        self._client = ollama.AsyncClient(host=url, timeout=timeouts.httpx(per_read=False))
 
     async def close(self) -> None:
         await self._client.close()
@@ -73,7 +62,7 @@ class OllamaChat:
             **({"options": options} if options else {}),
             **({"keep_alive": keep_alive} if keep_alive is not None else {}),
         }
-        return OllamaReply(self._client, request, errors, self._timeouts.stall_s, self._clock)
+        return OllamaReply(self._client, request, errors, self._timeouts.read_s, self._clock)
 
 
 class OllamaReply:

@@ -15,6 +15,8 @@ import httpx
 import ollama
 import pydantic
 
+from aiconsole.services.http_errors import transport_problem
+
 
 class OllamaErrors:
     def __init__(self, url: str, doing: str, error_type: type[Exception], not_found_type: type[Exception],
@@ -46,16 +48,9 @@ class OllamaErrors:
     def _plain(self, exc: Exception) -> tuple[str, bool]:
         """(message, retryable) for a failure that carries no message from the server."""
         doing = self._doing
-        if isinstance(exc, (ConnectionError, httpx.ConnectError)):
-            return f"{doing}: cannot reach Ollama at {self._url} (connection refused)", True
-        if isinstance(exc, httpx.TimeoutException):
-            return f"{doing}: Ollama at {self._url} did not answer in time", True
-        if isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc):
-            # Through an SSH forward this is what a service that is not listening looks like:
-            # the forward accepts, the VM's side is refused, the connection closes.
-            return f"{doing}: no answer from Ollama at {self._url} (is it running?)", True
-        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
-            return f"{doing}: the connection dropped mid-answer{self._cut_hint}", True
+        problem = transport_problem(exc, doing, f"Ollama at {self._url}", self._cut_hint)
+        if problem is not None:
+            return problem
         if isinstance(exc, (json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError, TypeError)):
             return f"{doing}: the server's answer is not Ollama's API ({type(exc).__name__})", False
         if isinstance(exc, httpx.HTTPError):
