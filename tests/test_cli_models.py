@@ -8,16 +8,10 @@ import json
 
 import pytest
 
-from aiconsole.cli import main
 from aiconsole.commands_models import PROGRESS_EVERY_S, pull_with_progress
 from aiconsole.demo.ollama_api import FakeOllama
 from aiconsole.services.ollama_models import OllamaModels
-
-
-def run(capsys, tmp_path, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv), environ={"AICONSOLE_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
-    out, err = capsys.readouterr()
-    return code, out, err
+from test_cli_telemetry import run  # `main()` on the demo, output captured
 
 
 def test_list_shows_each_vms_models_and_what_is_loaded(capsys, tmp_path) -> None:

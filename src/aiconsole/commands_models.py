@@ -40,10 +40,6 @@ PIPED_EVERY_S = 5.0
 """Piped output: one line per status change, and a progress line at most this often."""
 
 
-class _Usage(Exception):
-    """A usage problem: printed as `aiconsole: ...`, exit status 2."""
-
-
 @asynccontextmanager
 async def _library(runtime: Runtime):
     """The monitor (for power states), an SSH pool and the library; all closed after."""
@@ -69,16 +65,27 @@ async def _library(runtime: Runtime):
         await monitor.close()
 
 
-def _reachable(runtime: Runtime, powers: dict[str, PowerState], vm: str) -> None:
-    """Raises _Usage for an unknown VM, or one with no Ollama, and says why a stopped VM is not asked."""
+def _refusal(runtime: Runtime, vm: str, model: str, doing: str) -> str | None:
+    """Why a change (`doing`: "pull", "delete") is refused before anything is asked: a name
+    Ollama would refuse, or read-only mode; None when it may go ahead."""
+    if problem := model_name_problem(model):
+        return f"invalid model name {model!r}: {problem}"
+    if runtime.monitor.read_only:
+        return f"read-only: refusing to {doing} {model} on {vm}"
+    return None
+
+
+def _unreachable(runtime: Runtime, powers: dict[str, PowerState], vm: str) -> str | None:
+    """Why `vm`'s Ollama cannot be asked: an unknown VM, one with no Ollama, one not running."""
     config = runtime.settings.vm_named(vm)
     if config is None:
-        raise _Usage(f"no VM named {vm!r} in the config")
+        return f"no VM named {vm!r} in the config"
     if not any(service.kind == "ollama" for service in config.service):
-        raise _Usage(f"{vm} has no ollama service in the config")
+        return f"{vm} has no ollama service in the config"
     power = powers.get(vm, PowerState.UNKNOWN)
     if power not in _REACHABLE and config.provider != "static":
-        raise _Usage(f"{vm} is {power.value}: start it first (aiconsole vm start {vm})")
+        return f"{vm} is {power.value}: start it first (aiconsole vm start {vm})"
+    return None
 
 
 def _usage(err: TextIO, problem: str) -> int:
@@ -217,15 +224,11 @@ def pull_command(runtime: Runtime, vm: str, model: str, *, out: TextIO, err: Tex
 
 
 async def _pull(runtime: Runtime, vm: str, model: str, out: TextIO, err: TextIO) -> int:
-    if problem := model_name_problem(model):
-        return _usage(err, f"invalid model name {model!r}: {problem}")
-    if runtime.monitor.read_only:
-        return _usage(err, f"read-only: refusing to pull {model} on {vm}")
+    if problem := _refusal(runtime, vm, model, "pull"):
+        return _usage(err, problem)
     async with _library(runtime) as (library, powers):
-        try:
-            _reachable(runtime, powers, vm)
-        except _Usage as problem:
-            return _usage(err, str(problem))
+        if problem := _unreachable(runtime, powers, vm):
+            return _usage(err, problem)
         from aiconsole.services.ollama_models import ModelError
 
         server = next(s for s in library.servers if s.vm == vm and s.kind == "ollama")
@@ -330,15 +333,11 @@ def rm_command(
 async def _rm(runtime: Runtime, vm: str, model: str, assume_yes: bool, out: TextIO, err: TextIO, ask) -> int:
     from aiconsole.services.ollama_models import ModelError
 
-    if problem := model_name_problem(model):
-        return _usage(err, f"invalid model name {model!r}: {problem}")
-    if runtime.monitor.read_only:
-        return _usage(err, f"read-only: refusing to delete {model} on {vm}")
+    if problem := _refusal(runtime, vm, model, "delete"):
+        return _usage(err, problem)
     async with _library(runtime) as (library, powers):
-        try:
-            _reachable(runtime, powers, vm)
-        except _Usage as problem:
-            return _usage(err, str(problem))
+        if problem := _unreachable(runtime, powers, vm):
+            return _usage(err, problem)
         await library.refresh(vm)
         state = library.snapshot().server(vm)
         size = next((m.size_bytes for m in (state.installed if state else ()) if same_model(m.name, model)), None)

@@ -406,13 +406,13 @@ class PullStatus:
         if self.state is PullState.FAILED:
             return f"{self.model}: failed: {self.error}"
         if self.state is PullState.CANCELLED:
-            return f"{self.model}: cancelled at {_percent(self.fraction)}"
+            return f"{self.model}: cancelled at {percent_text(self.fraction)}"
         if self.state is PullState.SUCCEEDED:
             return (
                 f"{self.model}: pulled {format_bytes(self.total_bytes)} in {format_duration(self.elapsed_s)}"
                 f" ({format_usd(self.cost_usd)} of VM time)"
             )
-        parts = [self.model, _percent(self.fraction)]
+        parts = [self.model, percent_text(self.fraction)]
         if self.total_bytes:
             parts.append(f"{format_bytes(self.completed_bytes, unit_of=self.total_bytes)}/{format_bytes(self.total_bytes)}")
         if self.rate_bps:
@@ -471,8 +471,7 @@ class PullTracker:
     def feed(self, at: float, status: str, digest: str = "", total: int | None = None,
              completed: int | None = None) -> None:  # fmt: skip
         """One progress event."""
-        if at > self._now:
-            self._now = at
+        self._now = max(self._now, at)
         self._events += 1
         self._status = status
         if digest and total:
@@ -544,5 +543,6 @@ def format_bytes(count: int, unit_of: int | None = None) -> str:
     return f"{count}" if unit_of is not None else f"{count} B"
 
 
-def _percent(fraction: float | None) -> str:
+def percent_text(fraction: float | None) -> str:
+    """A share as a right-aligned percentage (`" 42%"`), `"  ?%"` when unknown."""
     return "  ?%" if fraction is None else f"{100 * fraction:3.0f}%"

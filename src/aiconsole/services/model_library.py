@@ -28,7 +28,6 @@ from aiconsole.domain.models import (
     InstalledModel,
     LoadedModel,
     ModelDetails,
-    PullState,
     PullStatus,
     PullTracker,
     same_model,
@@ -178,9 +177,6 @@ class ModelLibrary:
             tuple(job.status(now) for job in jobs), tuple(job.vm for job in jobs),
         )  # fmt: skip
 
-    def ollama_vms(self) -> list[str]:
-        return [server.vm for server in self.servers if server.kind == "ollama"]
-
     async def refresh(self, vm: str | None = None) -> None:
         """Read every server (of `vm`) again, concurrently; failures are kept, never raised."""
         await asyncio.gather(*(self._refresh(server) for server in self.servers if vm in (None, server.vm)))
@@ -253,7 +249,7 @@ class ModelLibrary:
     # --- inside --------------------------------------------------------------------------------
 
     async def _run_pull(self, server: ModelServer, job: PullJob) -> None:
-        tracker, last_signal = job.tracker, float("-inf")
+        tracker, last_signal, succeeded = job.tracker, float("-inf"), False
         try:
             client = await self.client_for(server)
             async with client.pulling(job.model, tracker.events) as parts:
@@ -263,15 +259,15 @@ class ModelLibrary:
                     if now - last_signal >= ACTIVITY_EVERY_S:
                         last_signal = now
                         self.on_activity(job.vm, f"pulling {job.model}")
-            if not tracker.end(self.clock()):
-                job.retryable = True
+            succeeded = tracker.end(self.clock())
+            job.retryable = not succeeded  # a stream that stopped short: pulling again resumes
         except ModelError as exc:
             tracker.fail(self.clock(), str(exc))
             job.retryable = exc.retryable
         except asyncio.CancelledError:
             tracker.cancel(self.clock())
             raise
-        if tracker.status().state is PullState.SUCCEEDED:
+        if succeeded:
             await self.refresh(server.vm)
 
     def _ollama(self, vm: str) -> ModelServer:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from textual.content import Content
 
 from aiconsole.domain.format import format_duration, format_usd
-from aiconsole.domain.models import FitEstimate, LayerProgress, PullState, PullStatus, format_bytes
+from aiconsole.domain.models import FitEstimate, LayerProgress, PullState, PullStatus, format_bytes, percent_text
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.ui.widgets.bars import bar_pieces
 from aiconsole.ui.widgets.model_lines import MUTED, fit_content, fit_text, message_lines
@@ -34,10 +34,6 @@ _LOOK = {
 }
 
 
-def percent(fraction: float | None) -> str:
-    return "  ?%" if fraction is None else f"{100 * fraction:3.0f}%"
-
-
 def _bytes_of(done: int, total: int) -> str:
     return f"{format_bytes(done, unit_of=total)}/{format_bytes(total)}"
 
@@ -51,7 +47,7 @@ def _head(vm: str, status: PullStatus) -> Content:
 
 def _progress(head: Content | str, fraction: float | None, figures: str, width: int, track: str) -> Content:
     """`head`, a bar to the right edge, then the share and `figures`."""
-    tail = f" {percent(fraction)}  {figures}"
+    tail = f" {percent_text(fraction)}  {figures}"
     head = Content(head) if isinstance(head, str) else head
     bar_width = width - head.cell_length - 1 - len(tail)
     if bar_width < _BAR_MIN:
@@ -117,7 +113,7 @@ def pull_lines(
         done = f"pulled {format_bytes(status.total_bytes)} in {format_duration(status.elapsed_s)}{spent}"
         return _head_and(head, done, "$success", width)
     if state is PullState.CANCELLED:
-        text = f"cancelled at {percent(status.fraction).strip()}: pulling again resumes from what arrived"
+        text = f"cancelled at {percent_text(status.fraction).strip()}: pulling again resumes from what arrived"
         return _head_and(head, text, MUTED, width)
     advice = (
         "can be retried: p pulls it again"
@@ -125,7 +121,7 @@ def pull_lines(
         else "pulling again will fail the same way: check the name and the server"
     )
     return [
-        *_head_and(head, f"failed at {percent(status.fraction).strip()}", "$error", width),
+        *_head_and(head, f"failed at {percent_text(status.fraction).strip()}", "$error", width),
         *message_lines(status.error, "$error", width),
         Content.styled(INDENT + advice, "$warning" if retryable else MUTED).truncate(width, ellipsis=True),
     ]
