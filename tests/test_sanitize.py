@@ -14,7 +14,7 @@ from aiconsole.domain.sanitize import StreamSanitizer, sanitize, sanitize_line
 
 ESC, BEL, ST = "\x1b", "\x07", "\x1b\\"
 # What must never come out: C0 except \t and \n, DEL, and the C1 block.
-FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def fed(text: str, cuts: list[int]) -> str:
@@ -51,6 +51,10 @@ CASES = {
     "lone esc before text": ("a\x1b\x80b", "ab"),
     "c0 controls": ("a\x00b\x07c\x08d\re\x7ff\x0bg\x0ch", "abcdefgh"),
     "c1 controls": ("a\x85b\x8ec\x9ad", "abcd"),
+    # Trojan Source: an override (U+202E) or isolate (U+2066) would show "user" code reversed.
+    "bidi override": ("if admin\u202e { ok }\u202c", "if admin { ok }"),
+    "bidi isolates": ("a\u2066b\u2067c\u2068d\u2069e\u202af\u202bg\u202dh", "abcdefgh"),
+    "bidi marks kept": ("a\u200eb\u200fc\u061cd", "a\u200eb\u200fc\u061cd"),
     "8-bit apc": ("a\x9fGf=100\x9cb", "ab"),
     "osc aborted by esc": ("a\x1b]0;title\x1b[31mb", "ab"),
     "unterminated osc at end": ("a\x1b]0;pwned and everything after\nmore", "a"),

@@ -4,7 +4,8 @@ Rich and Textual pass escape sequences through to the terminal, so text from a
 provider, a model or a remote command could move the cursor, retitle the window,
 write to the clipboard (OSC 52) or hide itself. We remove every escape sequence
 (CSI, OSC, DCS, SOS, PM, APC, and two-byte ESC forms, in 7- and 8-bit forms) and
-every control character except newline and tab. Markup is a separate concern:
+every control character except newline and tab, and the bidi controls that reorder
+text (overrides, embeddings, isolates). Markup is a separate concern:
 callers render sanitised text with `markup=False` / `Text(...)`.
 
 `StreamSanitizer` does the same for text that arrives in chunks: a sequence split
@@ -34,8 +35,11 @@ _STRING_SEQ = rf"(?:{_STRING_OPENER})[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c|(?=\x1b
 # middle of a text, which `StreamSanitizer` relies on never happening.)
 _CSI = rf"(?:\x1b\[|\x9b)[0-?]{{0,{_MAX_PARAMS}}}[ -/]{{0,{_MAX_INTERMEDIATES}}}[@-~]"
 _TWO_BYTE = rf"\x1b[ -/]{{0,{_MAX_INTERMEDIATES}}}[0-~]"  # ESC ( B, ESC 7, ESC c, ...
-# Controls except \t (09) and \n (0a); \r is dropped too: it can overwrite a line.
-_CONTROLS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+# Controls except \t (09) and \n (0a); \r is dropped too: it can overwrite a line. Also the
+# bidi embeddings, overrides and isolates (U+202A-202E, U+2066-2069): they reorder what
+# follows them on the line, so a reply could show text in another order than it reads
+# ("Trojan Source"). The marks (LRM, RLM, ALM) stay: they only nudge neutral characters.
+_CONTROLS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
 
 _PATTERN = re.compile("|".join((_STRING_SEQ, _CSI, _TWO_BYTE, _CONTROLS)))
 
