@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aiconsole.paths import config_path, data_dir, demo_data_dir, ledger_path
+from aiconsole.paths import chat_history_path, config_path, data_dir, demo_data_dir, ledger_path
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="platformdirs ignores XDG on Windows")
 
@@ -61,6 +61,18 @@ def test_data_dir_override_places_ledger_and_demo_inside(tmp_path: Path) -> None
     assert data_dir(environ) == tmp_path / "data"
     assert ledger_path(environ) == tmp_path / "data" / "ledger.sqlite3"
     assert demo_data_dir(environ) == tmp_path / "data" / "demo"
+
+
+def test_chat_history_lives_in_the_data_dir_beside_the_ledger(tmp_path: Path) -> None:
+    environ = {"AICONSOLE_DATA_DIR": str(tmp_path / "data"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    assert chat_history_path(environ) == tmp_path / "data" / "chats.sqlite3"
+    assert chat_history_path(environ) != ledger_path(environ)
+    assert not (tmp_path / "data").exists()  # naming a path creates nothing
+
+
+@posix_only
+def test_chat_history_follows_xdg_data_home(tmp_path: Path) -> None:
+    assert chat_history_path({"XDG_DATA_HOME": str(tmp_path)}) == tmp_path / "aiconsole" / "chats.sqlite3"
 
 
 def test_demo_ledger_is_apart_from_the_users(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Where aiconsole keeps its files: the config, the spending ledger, the demo's data.
+"""Where aiconsole keeps its files: the config, the spending ledger, the chat history, the demo's data.
 
 Every function takes the environment as an argument so tests and the demo can point
 everything at a temporary folder without touching the real home. Overrides, strongest first:
@@ -24,6 +24,7 @@ CONFIG_ENV = "AICONSOLE_CONFIG"
 DATA_DIR_ENV = "AICONSOLE_DATA_DIR"
 CONFIG_FILE_NAME = "config.toml"
 LEDGER_FILE_NAME = "ledger.sqlite3"
+CHAT_HISTORY_FILE_NAME = "chats.sqlite3"
 
 
 def config_path(cli_value: str | None, environ: Mapping[str, str]) -> Path:
@@ -53,6 +54,11 @@ def data_dir(environ: Mapping[str, str]) -> Path:
 def ledger_path(environ: Mapping[str, str]) -> Path:
     """The SQLite ledger of VM runs and spending."""
     return data_dir(environ) / LEDGER_FILE_NAME
+
+
+def chat_history_path(environ: Mapping[str, str]) -> Path:
+    """The SQLite chat history (private: created 0600 by services/chat_history.py)."""
+    return data_dir(environ) / CHAT_HISTORY_FILE_NAME
 
 
 def demo_data_dir(environ: Mapping[str, str]) -> Path:

@@ -72,3 +72,48 @@ class ReplyClock:
         elif self.first_at is not None and self.last_at is not None and self.last_at > self.first_at and count > 1:
             rate = (count - 1) / (self.last_at - self.first_at)  # intervals between tokens
         return ReplyStats(ttft, count, rate, done_reason, prompt_tokens, counted_by, at - self.sent_at)
+
+
+def with_system_prompt(history: list[ChatMessage] | tuple[ChatMessage, ...], system: str | None) -> list[ChatMessage]:
+    """What is sent for a turn: the persona's system prompt first (once), then the turns.
+
+    A system turn already in `history` (a resumed chat) is replaced, so changing persona
+    mid-chat changes what the model is told, and the prompt is never sent twice."""
+    turns = [message for message in history if message.role != "system"]
+    return [ChatMessage("system", system), *turns] if system else turns
+
+
+def reply_cost_usd(duration_s: float | None, hourly_usd: float) -> float | None:
+    """What a reply cost on a VM billed by the hour: its share of the hour it took.
+
+    The VM is billed anyway while it runs; this says what the reply used of it, which is
+    what the operator weighs a longer answer or a bigger model against."""
+    if duration_s is None or hourly_usd <= 0:
+        return None
+    return hourly_usd * duration_s / 3600.0
+
+
+def format_reply_cost(amount: float) -> str:
+    """A reply's cost: a tenth of a cent matters here, so small amounts keep four decimals."""
+    if 0 < amount < 0.00005:
+        return "<$0.0001"
+    return f"${amount:.4f}" if amount < 0.01 else f"${amount:.2f}"
+
+
+def stats_line(stats: ReplyStats, cost_usd: float | None = None, *, with_reason: bool = True) -> str:
+    """One line of figures, as the chat tab's footer and the CLI's last line show them:
+    "TTFT 0.42 s · 312 tokens · 48.1 tokens/s · $0.0010" ("~" marks client-timed figures);
+    then why it ended when that was not a plain stop (`with_reason=False`: the caller says it)."""
+    mark = "" if stats.counted_by == "server" else "~"
+    parts = []
+    if stats.ttft_s is not None:
+        parts.append(f"TTFT {stats.ttft_s:.2f} s")
+    if stats.tokens is not None:
+        parts.append(f"{mark}{stats.tokens} token{'' if stats.tokens == 1 else 's'}")
+    if stats.tokens_per_s is not None:
+        parts.append(f"{mark}{stats.tokens_per_s:.1f} tokens/s")
+    if cost_usd is not None:
+        parts.append(format_reply_cost(cost_usd))
+    if with_reason and stats.done_reason not in ("stop", ""):
+        parts.append("stopped" if stats.done_reason == "cancelled" else stats.done_reason)
+    return " · ".join(parts) if parts else "no tokens"
