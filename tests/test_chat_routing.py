@@ -13,6 +13,8 @@ from aiconsole.domain.chat_routing import RouteRule, code_reason, route
         ("Write a Python function that parses nvidia-smi CSV output into a dict per GPU.", "deepseek-coder-v2:16b", "code"),
         ("```\nTraceback (most recent call last):\n  KeyError: 'gpu'\n```\nwhat now?", "deepseek-coder-v2:16b", "code"),
         ("why does for (i = 0; i < n; i++) { sum += a[i]; } overflow", "deepseek-coder-v2:16b", "code"),
+        ("Why does `sorted(d)` return only the keys?", "deepseek-coder-v2:16b", "code"),  # inline code
+        ("what does round(2.5) give", "deepseek-coder-v2:16b", "code"),  # a call, not prose
         ("capital of Australia?", "mistral:7b", "quick"),
         ("How many tokens is a page of text, roughly?", "mistral:7b", "quick"),
         (
@@ -56,6 +58,8 @@ def test_every_condition_of_a_rule_must_hold() -> None:
     assert RouteRule("any", "m").matches("anything") == "always"
 
 
-@pytest.mark.parametrize("text", ["Tell me about the history of Lyon.", "Titles for a post on budgets?", ""])
+@pytest.mark.parametrize(
+    "text", ["Tell me about the history of Lyon.", "Titles for a post on budgets?", "A trip (in May) to Rome?", ""]
+)
 def test_plain_prose_is_not_code(text) -> None:
     assert code_reason(text) is None

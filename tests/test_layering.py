@@ -14,6 +14,8 @@ CORE_MODULES = (
     "aiconsole.config_file",
     "aiconsole.config_secrets",
     "aiconsole.config_problems",
+    "aiconsole.config_fields",
+    "aiconsole.config_chat",
     "aiconsole.config_cmds",
     "aiconsole.starter_config",
     "aiconsole.paths",
@@ -21,6 +23,9 @@ CORE_MODULES = (
     "aiconsole.assembly",
     "aiconsole.runtime",
     "aiconsole.commands",
+    "aiconsole.commands_chat",
+    "aiconsole.commands_models",
+    "aiconsole.commands_telemetry",
     "aiconsole.cli",
 )
 

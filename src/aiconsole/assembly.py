@@ -34,6 +34,8 @@ class Runtime:
     """Extra options for the SSH pool of the telemetry (the demo passes its client keys)."""
     cleanup: list[Callable[[], None]] = field(default_factory=list)
     """Run after the monitor is closed (e.g. removing the demo's temporary data)."""
+    chat_history_path: Path | None = None
+    """The chat history database (the data dir's, or the demo's temporary one); None: none kept."""
 
     def build_telemetry(self):
         """The telemetry hub. Imports asyncssh (~0.3 s): the TUI calls it in a worker."""
@@ -214,3 +216,35 @@ def build_model_library(settings: Settings, endpoints, pool=None, *, on_activity
     keys = {s.api_key_env: environ[s.api_key_env] for s in servers if s.api_key_env and s.api_key_env in environ}
     extra = {"on_activity": on_activity} if on_activity is not None else {}
     return ModelLibrary(servers, endpoints, pool, environ=keys, **extra)
+
+
+def chat_targets(settings: Settings) -> list:
+    """Every VM's `ollama` and `openai` service, as chat servers, in config order."""
+    from aiconsole.services.chat_service import ChatTarget
+
+    return [
+        ChatTarget(vm.name, s.name, s.kind, vm.hourly_usd, vm.provider != "static", s.api_key_env)
+        for vm in settings.vm
+        for s in vm.service
+        if s.kind in ("ollama", "openai")
+    ]
+
+
+def build_chat_service(settings: Settings, endpoints, *, fleet=None, environ=os.environ, clock=None):
+    """The chat over the telemetry hub's endpoints (or the CLI's own), starting VMs through
+    `fleet` (the monitor). Only the services' API key variables are read from `environ`."""
+    from aiconsole.services.chat_service import ChatOptions, ChatService
+
+    targets = chat_targets(settings)
+    keys = {t.api_key_env: environ[t.api_key_env] for t in targets if t.api_key_env and t.api_key_env in environ}
+    extra = {"clock": clock} if clock is not None else {}
+    return ChatService(targets, endpoints, ChatOptions.of(settings.chat), fleet=fleet, environ=keys, **extra)
+
+
+def open_chat_history(runtime: Runtime):
+    """The chat history database, or None when `[chat] history = false` (or no path)."""
+    if not runtime.settings.chat.history or runtime.chat_history_path is None:
+        return None
+    from aiconsole.services.chat_history import ChatHistory
+
+    return ChatHistory.open(runtime.chat_history_path)

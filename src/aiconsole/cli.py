@@ -75,14 +75,62 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("model")
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     remove.set_defaults(handler=_run_models, action="rm")
+    _add_chat(commands, common)
     return parser
+
+
+_CHAT_EPILOG = """\
+The reply streams to stdout (escape sequences removed on a terminal, the text as sent when
+piped); the chosen model goes to stderr first, TTFT, tokens and tokens/s after. Exit status:
+0 answered, 1 the server or the start failed (or the VM is stopped), 2 bad usage, 130 Ctrl+C.
+
+examples:
+  aiconsole chat inference "Capital of Peru?"
+  git diff | aiconsole chat inference "review this"
+  aiconsole chat inference --persona editor --start - < draft.md
+"""
+
+
+def _add_chat(commands, common: argparse.ArgumentParser) -> None:
+    chat = commands.add_parser(
+        "chat", parents=[common], help="send a prompt to a VM's model server and stream the reply",
+        description="Send one prompt to a VM's Ollama or OpenAI-compatible server and stream the reply.",
+        epilog=_CHAT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    chat.add_argument("vm", metavar="VM", help="the VM whose model server answers")
+    chat.add_argument(
+        "prompt", metavar="PROMPT", nargs="?",
+        help="the prompt; '-' (or none, with a pipe) reads stdin; with both, stdin is appended in a code block",
+    )  # fmt: skip
+    chat.add_argument("--service", metavar="S", help="which of the VM's ollama/openai services (default: its first)")
+    chat.add_argument("--model", metavar="M", help="a model, or 'auto' to route by [[chat.route]] (default: [chat])")
+    chat.add_argument("--persona", metavar="P", help="a [[chat.persona]], '' for none (default: [chat])")
+    chat.add_argument("--start", action="store_true", help="start the VM first if it is stopped, without asking ($/h)")
+    chat.add_argument("--no-history", dest="history", action="store_false", help="do not keep it in the chat history")
+    chat.set_defaults(handler=_run_chat)
 
 
 _COMMON_DEFAULTS = {"config": None, "demo": False, "read_only": False}
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """`parse_args`, except that `chat`'s optional PROMPT may come after options
+    (`chat inference --demo "hi"`): argparse fills positionals before the first option only."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extras = parser.parse_known_args(argv)
+    if getattr(args, "prompt", "") is None:
+        if extras[:1] == ["--"] and len(extras) == 2:  # `chat vm --demo -- "-v or -V?"`
+            args.prompt, extras = extras[1], []
+        elif len(extras) == 1 and not extras[0].startswith("-"):
+            args.prompt, extras = extras[0], []
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     for name, default in _COMMON_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
@@ -201,3 +249,26 @@ def _run_models(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
 
     return _with_runtime(args, environ, run)
+
+
+def _run_chat(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from aiconsole import commands_chat
+
+    try:
+        prompt = commands_chat.read_prompt(args.prompt, sys.stdin)
+    except commands_chat.UsageError as problem:
+        print(f"aiconsole: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    request = commands_chat.ChatRequest(
+        args.vm, prompt, service=args.service, model=args.model, persona=args.persona, start=args.start,
+        history=args.history,
+    )  # fmt: skip
+    console = commands_chat.Console(
+        sys.stdout, sys.stderr, interactive=_is_terminal(sys.stdin) and _is_terminal(sys.stderr),
+        ask=lambda question: commands_chat.ask_on_terminal(question, sys.stderr, sys.stdin),
+    )  # fmt: skip
+    return _with_runtime(args, environ, lambda runtime: commands_chat.chat_command(runtime, request, console, environ))
+
+
+def _is_terminal(stream) -> bool:
+    return stream is not None and stream.isatty()

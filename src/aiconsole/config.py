@@ -13,12 +13,9 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     Strict,
     ValidationError,
@@ -28,6 +25,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from aiconsole.config_chat import ChatConfig
+from aiconsole.config_fields import EnvName, HttpUrl, ModelName, NonBlank, Section, Slug, SshTarget
 from aiconsole.config_file import (
     ConfigError,
     ConfigProblem,
@@ -35,12 +34,7 @@ from aiconsole.config_file import (
     parse_config_text,
     read_config_data,
 )
-from aiconsole.config_problems import (
-    SECRET_TYPE,
-    SLUG,
-    secret_key_problems,
-    validation_problem,
-)
+from aiconsole.config_problems import SECRET_TYPE, secret_key_problems, validation_problem
 from aiconsole.config_secrets import (  # re-exported: part of the config API
     resolve_secret,
     secret_env_refs,
@@ -50,85 +44,20 @@ from aiconsole.keymap import unknown_key_ids
 from aiconsole.starter_config import STARTER_CONFIG, write_starter_config
 
 __all__ = [
-    "STARTER_CONFIG", "BudgetConfig", "CommandConfig", "ConfigError", "ConfigProblem",
+    "STARTER_CONFIG", "BudgetConfig", "ChatConfig", "CommandConfig", "ConfigError", "ConfigProblem",
     "ProxmoxConfig", "SecretError", "ServiceConfig", "Settings", "TensorDockConfig", "UiConfig",
     "VmConfig", "load_settings", "resolve_secret", "secret_env_refs", "settings_from_data",
     "settings_from_toml_text",
     "write_starter_config",
 ]
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SSH_TARGET = re.compile(
-    r"(?:[^@\s:/]+@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_][A-Za-z0-9_.-]*)(?::(?P<port>\d{1,5}))?"
-)
 _PROXMOX_TOKEN_ID = re.compile(r"[^@\s!]+@[^@\s!]+![^@\s!]+")
-
-
-# --- field types -------------------------------------------------------------------------
-
-
-def _check_slug(value: str) -> str:
-    if not SLUG.fullmatch(value):
-        raise ValueError("must be 1-32 letters, digits, '_', '.' or '-', starting with a letter or digit")
-    return value
-
-
-def _check_not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-def _check_env_name(value: str) -> str:
-    if not _ENV_NAME.fullmatch(value):
-        raise PydanticCustomError(
-            SECRET_TYPE, "must be the NAME of an environment variable (letters, digits, '_'), not its value"
-        )
-    return value
-
-
-def _check_http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
-        raise ValueError("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:11434")
-    if "@" in parts.netloc:
-        raise PydanticCustomError(
-            SECRET_TYPE, "must not carry credentials: name an environment variable in api_key_env"
-        )
-    try:
-        parts.port  # reading it raises ValueError for a port outside 1-65535
-    except ValueError:
-        raise ValueError("has an invalid port (1-65535)") from None
-    return value
-
-
-def _check_ssh_target(value: str) -> str:
-    if re.match(r"[^@]*:[^@]*@", value):
-        raise PydanticCustomError(SECRET_TYPE, "must not carry a password: use an SSH key or agent")
-    # A leading '-' would be read as an ssh option, so the pattern refuses it.
-    match = _SSH_TARGET.fullmatch(value)
-    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
-        raise ValueError("must be user@host[:port] or a Host alias from ~/.ssh/config")
-    return value
-
-
-Slug = Annotated[str, AfterValidator(_check_slug)]
-NonBlank = Annotated[str, AfterValidator(_check_not_blank)]
-EnvName = Annotated[str, AfterValidator(_check_env_name)]
-HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
-SshTarget = Annotated[str, AfterValidator(_check_ssh_target)]
-
-
-class _Section(BaseModel):
-    # defer_build: the schema is built on first validation, so code that only needs the
-    # types (imports for hints, `--help`) does not pay for it.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 # --- sections ----------------------------------------------------------------------------
 
 
-class BudgetConfig(_Section):
+class BudgetConfig(Section):
     daily_usd: float = Field(default=5.0, gt=0)
     """Spend allowed per day; at 100 % running VMs are stopped."""
     monthly_usd: float = Field(default=50.0, gt=0)
@@ -169,7 +98,7 @@ class BudgetConfig(_Section):
         return self
 
 
-class GpuConfig(_Section):
+class GpuConfig(Section):
     interval_s: float = Field(default=1.0, ge=0.2, le=60)
     """Seconds between GPU samples (nvidia-smi over SSH, NVML locally)."""
     processes_interval_s: float = Field(default=10.0, ge=1, le=600)
@@ -200,7 +129,7 @@ class GpuConfig(_Section):
         return self
 
 
-class SshConfig(_Section):
+class SshConfig(Section):
     known_hosts: str | None = None
     """known_hosts file that host keys are checked against; None: ``~/.ssh/known_hosts``."""
     config_file: str | None = None
@@ -213,7 +142,7 @@ class SshConfig(_Section):
     """Seconds a connection attempt may take before it counts as failed."""
 
 
-class TensorDockConfig(_Section):
+class TensorDockConfig(Section):
     instance_id: NonBlank
     """The instance's id, from the TensorDock dashboard."""
     api_key_env: EnvName = "TENSORDOCK_API_KEY"
@@ -222,7 +151,7 @@ class TensorDockConfig(_Section):
     """Base URL of the TensorDock API; override it for a proxy or a test server."""
 
 
-class ProxmoxConfig(_Section):
+class ProxmoxConfig(Section):
     api_url: HttpUrl
     """Base URL of the Proxmox VE API, e.g. ``https://pve.lan:8006/api2/json``."""
     node: NonBlank
@@ -254,7 +183,7 @@ class ProxmoxConfig(_Section):
         return value
 
 
-class CommandConfig(_Section):
+class CommandConfig(Section):
     status: NonBlank
     """Shell command that prints the power state (a word, mapped through `states`)."""
     start: NonBlank | None = None
@@ -267,7 +196,7 @@ class CommandConfig(_Section):
     """Output word -> power state (``up = "running"``); the state names themselves always match."""
 
 
-class ServiceConfig(_Section):
+class ServiceConfig(Section):
     name: Slug
     """Short unique name within its VM (``ollama``, ``open-webui``)."""
     kind: Literal["ollama", "openai", "mlflow", "http"]
@@ -281,7 +210,7 @@ class ServiceConfig(_Section):
     """Environment variable holding the service's API key, if it needs one."""
 
 
-class VmConfig(_Section):
+class VmConfig(Section):
     name: Slug
     """Short unique name shown everywhere (``inference``)."""
     provider: Literal["tensordock", "proxmox", "command", "static"]
@@ -305,7 +234,7 @@ class VmConfig(_Section):
 
     @field_validator("tensordock", "proxmox", "command")
     @classmethod
-    def _section_matches_provider(cls, value: _Section | None, info: ValidationInfo) -> _Section | None:
+    def _section_matches_provider(cls, value: Section | None, info: ValidationInfo) -> Section | None:
         provider = info.data.get("provider")  # absent when the provider itself was invalid
         if provider is None:
             return value
@@ -333,25 +262,14 @@ class VmConfig(_Section):
         return self
 
 
-class UiConfig(_Section):
+class UiConfig(Section):
     theme: NonBlank = "aiconsole-dark"
     """Theme name; an unknown one is reported at start-up and the default is used."""
     read_only: bool = False
     """Hide every action that changes something (start, stop, pull, delete); like ``--read-only``."""
 
 
-def _check_model_name(value: str) -> str:
-    from aiconsole.domain.models import model_name_problem
-
-    if problem := model_name_problem(value):
-        raise ValueError(f"is not a model name Ollama accepts: {problem}")
-    return value
-
-
-ModelName = Annotated[str, AfterValidator(_check_model_name)]
-
-
-class ModelsConfig(_Section):
+class ModelsConfig(Section):
     standard: list[ModelName] = Field(default_factory=lambda: ["deepseek-coder-v2:16b", "llama3.1:8b", "mistral:7b"])
     """Models suggested first when pulling: the set you keep on your inference VMs."""
     refresh_s: float = Field(default=30.0, ge=5, le=3600)
@@ -366,7 +284,7 @@ def _check_key_list(value: str) -> str:
     return value
 
 
-class Settings(_Section):
+class Settings(Section):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     """Spending limits and alert thresholds."""
     vm: list[VmConfig] = Field(default_factory=list)
@@ -379,6 +297,8 @@ class Settings(_Section):
     """How the console reaches VMs over SSH."""
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     """The model library: suggested models, refresh, fit estimates."""
+    chat: ChatConfig = Field(default_factory=ChatConfig)
+    """The chat: where it opens, ``auto`` routing, personas, history."""
     keys: dict[str, Annotated[str, AfterValidator(_check_key_list)]] = Field(default_factory=dict)
     """Binding id -> comma-separated keys (``vm-start = "ctrl+s"``), overriding the defaults;
     the ids are listed in docs/keybindings.md."""
@@ -397,6 +317,21 @@ class Settings(_Section):
         if dupes := _duplicates(vm.name.lower() for vm in vms):
             raise ValueError(f"VM names must be unique (ignoring case); repeated: {', '.join(dupes)}")
         return vms
+
+    @model_validator(mode="after")
+    def _chat_target_exists(self) -> Self:
+        chat = self.chat
+        if chat.vm is None:
+            return self
+        vm = self.vm_named(chat.vm)
+        if vm is None:
+            raise ValueError(f"chat.vm {chat.vm!r} is not a [[vm]] of this config")
+        chat_services = [s.name for s in vm.service if s.kind in ("ollama", "openai")]
+        if chat.service is not None and chat.service not in chat_services:
+            raise ValueError(f"chat.service {chat.service!r} is not an ollama or openai service of VM {vm.name!r}")
+        if not chat_services:
+            raise ValueError(f"chat.vm {chat.vm!r} has no ollama or openai service to chat with")
+        return self
 
     def vm_named(self, name: str) -> VmConfig | None:
         return next((vm for vm in self.vm if vm.name == name), None)

@@ -61,13 +61,15 @@ class RuntimeRequest:
 def _user_runtime(request: RuntimeRequest, config_file: Path) -> Runtime:
     from aiconsole.assembly import Runtime, build_monitor
     from aiconsole.config import settings_from_data
-    from aiconsole.paths import ledger_path
+    from aiconsole.paths import chat_history_path, ledger_path
     from aiconsole.services.ledger import Ledger
 
     settings = settings_from_data(request.config_data, str(config_file))
     ledger = Ledger.open(ledger_path(request.environ))
     monitor = build_monitor(settings, ledger, request.environ, read_only=request.read_only)
-    return Runtime(settings, monitor, source=request.source, theme_dirs=request.theme_dirs)
+    runtime = Runtime(settings, monitor, source=request.source, theme_dirs=request.theme_dirs)
+    runtime.chat_history_path = chat_history_path(request.environ)
+    return runtime
 
 
 def demo_runtime(
@@ -80,10 +82,11 @@ def demo_runtime(
 ) -> Runtime:
     """The demo fleet: loopback servers speaking the real APIs, and a ledger of its own.
 
-    Each run gets a fresh ledger in a temporary folder under the demo data dir, seeded
-    with some earlier runs so costs and budget bars have something to show; the
-    operator's own ledger is never opened. Tests pass a fixed `clock`, a `fleet`
-    with short start/stop times and a short `transition_poll_seconds`.
+    Each run gets a fresh ledger and chat history in a temporary folder under the demo
+    data dir (the ledger seeded with some earlier runs so costs and budget bars have
+    something to show); the operator's own ledger and chats are never opened. Tests pass
+    a fixed `clock`, a `fleet` with short start/stop times and a short
+    `transition_poll_seconds`.
     """
     import shutil
     import tempfile
@@ -92,7 +95,7 @@ def demo_runtime(
     from aiconsole.assembly import Runtime, build_monitor, local_timezone
     from aiconsole.config import settings_from_toml_text
     from aiconsole.demo.fleet import DemoFleet
-    from aiconsole.paths import demo_data_dir
+    from aiconsole.paths import CHAT_HISTORY_FILE_NAME, demo_data_dir
     from aiconsole.services.ledger import Ledger
 
     base = demo_data_dir(environ)
@@ -112,7 +115,7 @@ def demo_runtime(
         clock=clock,
         transition_poll_seconds=transition_poll_seconds,
     )
-    runtime = Runtime(settings, monitor, source=DEMO_SOURCE)
+    runtime = Runtime(settings, monitor, source=DEMO_SOURCE, chat_history_path=folder / CHAT_HISTORY_FILE_NAME)
     runtime.telemetry_options = {"client_keys": fleet.telemetry.client_keys, "clock": clock}
     runtime.cleanup.append(lambda: shutil.rmtree(folder, ignore_errors=True))
     return runtime

@@ -136,6 +136,33 @@ via_ssh = true
 # up = "running"
 # down = "stopped"
 
+# The Chat tab and `aiconsole chat`.
+[chat]
+vm = "inference"
+model = "auto"               # route each message by the rules below, or name one model
+fallback_model = "llama3.1:8b"  # auto's answer when no rule matches: the general model
+# default_persona = "editor"
+history = true               # saved chats in <data dir>/chats.sqlite3 (ctrl+o)
+start_on_demand = true       # sending to a stopped VM offers to start it ($/h shown)
+
+[[chat.route]]               # tried in order; the first match chooses the model
+name = "code"
+model = "deepseek-coder-v2:16b"
+code = true                  # code fences, code words, code symbols
+
+[[chat.route]]
+name = "quick"
+model = "mistral:7b"
+max_words = 12               # short questions get the fast model
+
+[[chat.persona]]
+name = "editor"
+description = "Editorial assistant: drafts, titles, style, tags, FR/EN"
+system = """You are the editorial assistant of a technical blog about running AI models on
+one's own GPUs. You help draft and tighten posts, propose titles, review style (clear,
+concrete, no hype), suggest tags and a two-sentence excerpt, and translate between French
+and English keeping technical terms exact."""
+
 [ui]
 theme = "aiconsole-dark"
 read_only = false            # true hides start, stop, pull and delete (like --read-only)

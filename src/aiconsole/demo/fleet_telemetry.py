@@ -4,7 +4,7 @@
   operator's three models, two of them loaded; Open WebUI direct);
 - training: one RTX 4090 flat out on a LoRA run, running hot (MLflow through SSH);
 - homelab: a 4090 workstation that drops its connection now and then, with LocalAI
-  loading its model for the first 20 seconds;
+  (OpenAI-compatible chat, streamed as SSE) loading its model for the first 20 seconds;
 - brain: no GPU at all (its nvidia-smi is "command not found"), a small API.
 
 Every port is bound when the fleet is made, before any event loop runs, so the demo's
@@ -24,6 +24,7 @@ from aiconsole.demo.gpu_host import GpuHost, flap_connections
 from aiconsole.demo.gpu_sim import IDLE_LOAD, INFERENCE_LOAD, TRAINING_LOAD
 from aiconsole.demo.health_api import FakeServiceHealth
 from aiconsole.demo.ollama_api import FakeOllama
+from aiconsole.demo.openai_api import FakeOpenAI
 from aiconsole.demo.ssh_server import LoopbackSshServer, not_found
 
 
@@ -59,7 +60,7 @@ class DemoTelemetry:
             DemoService("inference", "ollama", "ollama", _demo_ollama(), via_ssh=True),
             DemoService("inference", "open-webui", "http", FakeServiceHealth("open-webui"), "/health"),
             DemoService("training", "mlflow", "mlflow", FakeServiceHealth("mlflow"), via_ssh=True),
-            DemoService("homelab", "localai", "openai", FakeServiceHealth("localai")),
+            DemoService("homelab", "localai", "openai", FakeOpenAI("localai", tokens_per_s=60.0)),
             DemoService("brain", "knowledge-api", "http", FakeServiceHealth("open-webui"), "/health"),
         ]
         for service in self.services:

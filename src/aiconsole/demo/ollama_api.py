@@ -28,7 +28,8 @@ Ollama would first unload idle models to make room: this fake never evicts.
 
 Knobs: `reply_text`, `tokens_per_s` (None: no pacing), `gpu_total_bytes`, `pulls` (pull
 pacing, see `ollama_pull.Downloads`), and the one-shot faults `cut_pull_after`,
-`pull_fails_with`, `cut_reply_after`, `reply_fails_with`.
+`pull_fails_with`, `cut_reply_after`, `reply_fails_with`, `hold_reply_after`. `last_body`:
+the last generate or chat request as sent.
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ class FakeOllama(FakeServiceHealth):
         self.reply_text = reply_text
         self.tokens_per_s = tokens_per_s
         """Reply pacing; None streams as fast as the server writes."""
+        self.last_body: dict[str, Any] | None = None
+        """The JSON body of the last generate or chat request, as the client sent it."""
         self.pulls = Downloads(sleep)
         """Layers on disk and pull pacing: `rate_bps`, `tick_s`, `events_per_layer`, `fast_events`."""
         self._registry = {_key(m.name): m for m in (LIBRARY.values() if registry is None else registry)}
@@ -208,6 +211,11 @@ class FakeOllama(FakeServiceHealth):
     def cut_reply_after(self, tokens: int) -> None:
         """The next generate/chat stream drops its connection after `tokens` tokens."""
         self._reply_faults.append(Fault(tokens, None))
+
+    def hold_reply_after(self, tokens: int) -> None:
+        """The next generate/chat stream sends `tokens` tokens, then nothing, open, until the
+        client leaves (a reply to stop half-way, the same every run)."""
+        self._reply_faults.append(Fault(tokens, None, hold=True))
 
     def reply_fails_with(self, message: str, after_tokens: int = 3) -> None:
         """The next generate/chat stream sends `{"error": message}` after `after_tokens` tokens."""
@@ -315,6 +323,7 @@ class FakeOllama(FakeServiceHealth):
 
     async def _infer(self, kind: Kind, request: Request) -> Response:
         body = _body(request)
+        self.last_body = body
         asked = str(body.get("model") or "")
         if not asked and kind == "chat":
             raise OllamaError(400, "model is required")

@@ -12,6 +12,7 @@ stream began is one more line, `{"error": ...}`, on the 200 already sent; with
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -104,6 +105,9 @@ class Fault:
     """Events sent before it strikes."""
     message: str | None
     """The error line to send; None: cut the connection."""
+    hold: bool = False
+    """Instead: send nothing more and keep the stream open (a model stuck thinking) until
+    the client leaves."""
 
 
 async def faulted(events: AsyncIterator[Event], fault: Fault | None) -> AsyncIterator[Event]:
@@ -112,6 +116,8 @@ async def faulted(events: AsyncIterator[Event], fault: Fault | None) -> AsyncIte
         sent = 0
         while True:
             if fault is not None and sent >= fault.after:  # checked before the next event is made
+                if fault.hold:
+                    await asyncio.Event().wait()  # until the client goes (the server cancels us)
                 if fault.message is None:
                     raise DropConnection()
                 yield {"error": fault.message}

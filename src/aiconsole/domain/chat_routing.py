@@ -12,13 +12,15 @@ import re
 from dataclasses import dataclass
 
 _CODE_FENCE = re.compile(r"```|^ {4}\S", re.MULTILINE)
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
 _CODE_WORDS = re.compile(
     r"\b(code|function|def|class|method|bug|debug|error|exception|traceback|stack ?trace|compile|"
     r"refactor|regex|sql|query|script|python|rust|javascript|typescript|golang|bash|shell|"
-    r"api|json|yaml|dockerfile|unit ?test|pytest|import|variable|loop|recursion)\b",
+    r"api|json|yaml|dict|dockerfile|unit ?test|pytest|import|variable|loop|recursion)\b",
     re.IGNORECASE,
 )
-_CODE_SYMBOLS = re.compile(r"[{}]|;\s*$|\w+\(\)|\+\+|[!=<>+*/-]=|\w\[\w*\]|=>|->|::|#include|</?\w+>", re.MULTILINE)
+# `f(x)` (a call: no space before the parenthesis, unlike prose), `a == b`, `x[i]`, `=>`...
+_CODE_SYMBOLS = re.compile(r"[{}]|;\s*$|\w+\([^()\s][^()]*\)|\w+\(\)|\+\+|[!=<>+*/-]=|\w\[\w*\]|=>|->|::|#include|</?\w+>", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ def code_reason(text: str) -> str | None:
     """Why `text` reads as a programming question, or None."""
     if _CODE_FENCE.search(text):
         return "contains code"
+    if _INLINE_CODE.search(text):
+        return "contains inline code"
     if _CODE_SYMBOLS.search(text):
         return "code-like symbols"
     word = _CODE_WORDS.search(text)

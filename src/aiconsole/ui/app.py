@@ -1,10 +1,10 @@
-"""The Textual application: header, the tabs (Fleet, GPUs, Services, Models), footer, help and the palette.
+"""The Textual application: header, the tabs (Fleet, GPUs, Services, Models, Chat), footer, help and the palette.
 
 The first frame comes before anything slow: the app is built from what the command
 line asked for, paints a "loading" body, and only then validates the settings and
 builds the fleet monitor (`load_runtime`), then mounts the tabs (console_tabs.py,
 which also owns the 1 s tick that draws them). The telemetry hub is built after that,
-in a worker, and the model library after the hub, on its endpoints and SSH pool. A bad
+in a worker, and the model library and the chat after the hub, on its endpoints and SSH pool. A bad
 config ends the app with exit status 2 and the same message the CLI prints.
 """
 
@@ -28,6 +28,7 @@ from aiconsole.ui.themes import DEFAULT_THEME, bundled_theme_dirs, load_themes
 if TYPE_CHECKING:
     from aiconsole.assembly import Runtime
     from aiconsole.runtime import RuntimeRequest
+    from aiconsole.services.chat_service import ChatService
     from aiconsole.services.model_library import ModelLibrary
     from aiconsole.services.telemetry import TelemetryHub
     from aiconsole.ui.console_tabs import ConsoleTabs
@@ -42,6 +43,7 @@ TAB_PALETTE = (
     ("gpus", "Show GPUs", "Every GPU of the fleet"),
     ("services", "Show Services", "Each service's health"),
     ("models", "Show Models", "Each VM's Ollama models and pulls"),
+    ("chat", "Show Chat", "Talk to a model on a VM"),
 )
 
 EXIT_BAD_CONFIG = 2
@@ -81,6 +83,7 @@ class MainScreen(Screen[None]):
         binding("tab-gpus", "show_tab('gpus')", label="GPUs", group=TAB_KEYS),
         binding("tab-services", "show_tab('services')", label="Services", group=TAB_KEYS),
         binding("tab-models", "show_tab('models')", label="Models", group=TAB_KEYS),
+        binding("tab-chat", "show_tab('chat')", label="Chat", group=TAB_KEYS),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -169,6 +172,7 @@ class AiConsoleApp(App[None]):
         self.set_keymap(dict(runtime.settings.keys))  # ids were checked with the config
         if self._forced_theme is None:
             self._use_theme(runtime.settings.ui.theme)
+        from aiconsole.ui.chat_pane import ChatPaneOptions
         from aiconsole.ui.console_tabs import ConsoleTabs
         from aiconsole.ui.fleet_pane import fleet_pane
         from aiconsole.ui.model_source import ModelsOptions
@@ -179,6 +183,7 @@ class AiConsoleApp(App[None]):
             fleet,
             telemetry=self._telemetry_on,
             models=ModelsOptions.of(runtime.settings),
+            chat=ChatPaneOptions.of(runtime.settings),
             read_only=self.read_only,
             id="console",
         )
@@ -211,12 +216,15 @@ class AiConsoleApp(App[None]):
         self.set_timer(5.0, _freeze_startup_heap)
         monitor = runtime.monitor
         library = await self._start_models(runtime, hub)
+        chat = self._start_chat(runtime, hub)
         try:
             await hub.run(monitor.powers, on_busy=lambda vm, at: monitor.note_activity(vm, "gpu", "GPU busy", at))
         except Exception as error:  # shown, never fatal: the Fleet tab goes on without gauges
             self.hub = None
             self._telemetry_failed(error)
         finally:
+            if chat is not None:
+                await chat.aclose()
             if library is not None:
                 await library.aclose()  # its pulls are cancelled, its clients closed, before the pool goes
             await hub.aclose()
@@ -244,6 +252,29 @@ class AiConsoleApp(App[None]):
         if (console := self.console_tabs) is not None:
             console.use_models(library)
         return library
+
+    def _start_chat(self, runtime: Runtime, hub: TelemetryHub) -> ChatService | None:
+        """The chat service on the hub's endpoints, starting VMs through the monitor, and the
+        chat history; a failure is shown on the Chat tab, never fatal."""
+        from aiconsole.assembly import build_chat_service, open_chat_history
+
+        console = self.console_tabs
+        try:
+            service = build_chat_service(runtime.settings, hub.endpoints, fleet=runtime.monitor)
+        except Exception as error:  # shown, never fatal
+            if console is not None:
+                console.chat.failed(error)
+            return None
+        history = None
+        try:
+            history = open_chat_history(runtime)
+        except Exception as error:  # the chat works without it: said once
+            self.notify(f"Chat history is off: {error}", severity="warning", markup=False, timeout=10)
+        if history is not None:
+            runtime.cleanup.append(history.close)
+        if console is not None:
+            console.use_chat(service, history)
+        return service
 
     def _telemetry_failed(self, error: Exception) -> None:
         self.notify(f"GPU telemetry is off: {error}", severity="error", markup=False, timeout=15)
@@ -311,6 +342,8 @@ class AiConsoleApp(App[None]):
         if (console := self.console_tabs) is not None:
             for title, help_text, callback, discover in console.models.commands():
                 yield SystemCommand(title, help_text, callback, discover)
+            for title, help_text, callback in console.chat.commands():
+                yield SystemCommand(title, help_text, callback)
         if self.read_only:
             return
         for vm in fleet.snapshot.vms:

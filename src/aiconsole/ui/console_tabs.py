@@ -1,4 +1,4 @@
-"""The console's tabs (Fleet, GPUs, Services, Models) and the one 1 s tick that feeds them.
+"""The console's tabs (Fleet, GPUs, Services, Models, Chat) and the one 1 s tick that feeds them.
 
 Each tick takes ONE telemetry snapshot (`TelemetryHub.snapshot()`), notifies the
 threshold crossings since the last tick (each once, whichever tab shows), and draws
@@ -13,7 +13,9 @@ idle timers move with the clock.
 Until the hub exists (it is built in a thread after the first frame: asyncssh is slow
 to import) the GPUs and Services tabs say "starting telemetry…"; if it failed, they say
 why. The Models tab waits for the model library, built after the hub (`use_models`); it
-is told when it hides, so that it stops refreshing and drawing pulls.
+is told when it hides, so that it stops refreshing and drawing pulls. The Chat tab
+waits for the chat service (built after the model library) and paints its own replies;
+the tick only redraws its bar (the VM's power).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from textual.widget import Widget
 from textual.widgets import TabbedContent, TabPane, Tabs
 
 from aiconsole.domain.sanitize import sanitize_line
+from aiconsole.ui.chat_pane import ChatPane
+from aiconsole.ui.chat_state import ChatPaneOptions
 from aiconsole.ui.fleet_pane import FleetChanged, FleetPane
 from aiconsole.ui.gpu_pane import GpuPane
 from aiconsole.ui.model_source import ModelsOptions, ModelSource
@@ -43,7 +47,7 @@ if TYPE_CHECKING:
     from aiconsole.domain.gpu_levels import LevelCrossing
     from aiconsole.domain.telemetry import TelemetrySnapshot
 
-TABS: dict[str, str] = {"fleet": "Fleet", "gpus": "GPUs", "services": "Services", "models": "Models"}
+TABS: dict[str, str] = {"fleet": "Fleet", "gpus": "GPUs", "services": "Services", "models": "Models", "chat": "Chat"}
 """Tab name (as the `show_tab` action and the palette name it) -> its title."""
 _PANE_SUFFIX = "-tab"
 
@@ -108,6 +112,7 @@ class ConsoleTabs(Vertical):
         *,
         telemetry: bool = True,
         models: ModelsOptions | None = None,
+        chat: ChatPaneOptions | None = None,
         read_only: bool = False,
         id: str | None = None,
     ) -> None:
@@ -119,6 +124,9 @@ class ConsoleTabs(Vertical):
         self.services = ServicesPane(STARTING if telemetry else OFF, id="services")
         models_status = MODELS_STARTING if telemetry else MODELS_OFF
         self.models = models_pane(models or ModelsOptions(), read_only=read_only, status=models_status, id="models")
+        self.chat = ChatPane(chat, read_only=read_only, id="chat")
+        if not telemetry:
+            self.chat.failed("it starts with telemetry, which is off")
         self.source: TelemetrySource | None = None
         self.latest: TelemetrySnapshot | None = None
         """The snapshot of the last tick (None before the hub exists)."""
@@ -152,7 +160,7 @@ class ConsoleTabs(Vertical):
         return self.query_one(TabbedContent).active.removesuffix(_PANE_SUFFIX)
 
     def _panes(self) -> dict[str, Widget]:
-        return {"fleet": self.fleet, "gpus": self.gpus, "services": self.services, "models": self.models}
+        return {"fleet": self.fleet, "gpus": self.gpus, "services": self.services, "models": self.models, "chat": self.chat}
 
     def pane(self, name: str) -> Widget:
         return self._panes()[name]
@@ -190,6 +198,8 @@ class ConsoleTabs(Vertical):
             target = remembered
         elif name == "fleet":
             target = self.fleet.default_focus
+        elif name == "chat":
+            target = self.chat.focus_target
         else:
             pane = self.pane(name)
             assert isinstance(pane, TelemetryPane)
@@ -218,6 +228,7 @@ class ConsoleTabs(Vertical):
         for pane in (self.gpus, self.services):
             pane.say(failed(error))
         self.models_failed(error)
+        self.chat.failed(error)
         self.fleet.draw(None)
 
     def use_models(self, library: ModelSource) -> None:
@@ -225,6 +236,21 @@ class ConsoleTabs(Vertical):
         self.models.use_library(library)
         if self.active == "models":
             self._tick_now()
+
+    def use_chat(self, service, history=None) -> None:
+        """The chat service is built: the Chat tab can send (model names come from the library)."""
+
+        def models_for(target) -> list[str]:
+            library = self.models.library
+            servers = library.snapshot().servers if library is not None else ()
+            for server in servers:
+                if (server.vm, server.server.service) == (target.vm, target.service):
+                    return [m.name for m in server.installed] + list(server.listed)
+            return []
+
+        self.chat.use_service(service, history, models_for)
+        if self.active == "chat" and self.screen.focused is None:  # the prompt came: it takes the keys
+            self.call_after_refresh(self._focus, "chat")
 
     def models_failed(self, error: object) -> None:
         """No model library (it could not be built, or telemetry stopped): the Models tab says why."""
@@ -255,6 +281,9 @@ class ConsoleTabs(Vertical):
             tab_pane.visible = True
         if name == "fleet":
             self.fleet.draw(self.latest)
+            return
+        if name == "chat":  # the transcript paints itself; the bar shows the VM's power
+            self.chat.draw_bar()
             return
         pane = self.pane(name)
         assert isinstance(pane, TelemetryPane)

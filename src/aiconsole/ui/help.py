@@ -15,7 +15,10 @@ KeyRow = tuple[str, str]
 
 
 class HelpScreen(DialogScreen[None]):
+    # Wider than the other dialogs: at 80 columns the list scrolls, and a row that wrapped
+    # beside the scrollbar would read as two keys.
     DEFAULT_CSS = """
+    HelpScreen > .dialog-box { width: 76; }
     HelpScreen #keys { width: 100%; }
     """
 
