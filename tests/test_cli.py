@@ -8,7 +8,6 @@ Each test gets its own data folder (AICONSOLE_DATA_DIR), so ledgers never mix.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
@@ -20,13 +19,13 @@ import struct
 import subprocess
 import sys
 import termios
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.threaded import ThreadedFake
 
 from aiconsole.cli import main
 from aiconsole.demo.tensordock_api import FakeTensorDock
@@ -131,30 +130,9 @@ def write_config(folder: Path, text: str, name: str = "config.toml") -> Path:
 # --- a TensorDock fake of our own, served from a thread --------------------------------
 
 
-class ThreadedTensorDock:
-    """A FakeTensorDock on its own event loop in a thread, so in-process `main()` (which runs
-    `asyncio.run`) and subprocesses can both talk to it."""
-
-    def __init__(self) -> None:
-        self.fake = FakeTensorDock(KEY, start_seconds=0.3, stop_seconds=0.3)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> FakeTensorDock:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
-        return self.fake
-
-    def __exit__(self, *exc_info: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.fake.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture
 def tensordock() -> Iterator[FakeTensorDock]:
-    with ThreadedTensorDock() as fake:
+    with ThreadedFake(FakeTensorDock(KEY, start_seconds=0.3, stop_seconds=0.3)) as fake:
         yield fake
 
 

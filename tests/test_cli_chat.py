@@ -5,7 +5,6 @@ Ollama a test may set up first (reply text, pacing, faults)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import pty
@@ -13,13 +12,13 @@ import re
 import signal
 import sys
 import termios
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.threaded import ThreadedFake
 
 import aiconsole.runtime as runtime_module
 from aiconsole.cli import main
@@ -379,26 +378,6 @@ MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 FREE_STATS = re.compile(r"TTFT \d+\.\d\d s · \d+ tokens · [\d.]+ tokens/s")  # an always-on box: no $
 
 
-class ThreadedOpenAI:
-    """A FakeOpenAI on its own loop in a thread (`main()` runs its own loop)."""
-
-    def __init__(self) -> None:
-        self.fake = FakeOpenAI(models=[MODEL], api_key=KEY, reply_text=REPLY)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> FakeOpenAI:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
-        return self.fake
-
-    def __exit__(self, *exc_info: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.fake.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 def openai_config(folder: Path, url: str) -> Path:
     path = folder / "config.toml"
     path.write_text(
@@ -409,7 +388,7 @@ def openai_config(folder: Path, url: str) -> Path:
 
 
 def test_an_openai_server_answers_with_the_key_and_the_key_is_never_shown(monkeypatch, env, tmp_path) -> None:
-    with ThreadedOpenAI() as fake:
+    with ThreadedFake(FakeOpenAI(models=[MODEL], api_key=KEY, reply_text=REPLY)) as fake:
         argv = ["chat", "box", "--model", MODEL, "hello", "--config", str(openai_config(tmp_path, fake.url))]
         monkeypatch.setattr(sys, "stdin", Stream())
         monkeypatch.setattr(sys, "stdout", out := Stream())

@@ -195,3 +195,59 @@ async def test_the_console_chats_through_the_demo_fleets_ssh_forward_and_saves_t
         stored = pane.history.load(pane.chat.chat_id)
         assert [m.role for m in stored.messages] == ["user", "assistant"]
         assert app.runtime.chat_history_path.is_relative_to(tmp_path)  # never the user's data dir
+
+
+async def test_ctrl_t_chooses_the_model_and_persona_for_the_next_messages(tmp_path) -> None:
+    from textual.widgets import Select
+
+    from aiconsole.ui.chat_dialogs import SetupDialog
+
+    options = ChatPaneOptions(personas=(("editor", "blog"),))
+    async with FakeOllama(reply_text="Done.", tokens_per_s=None) as ollama:
+        async with chat_app(tmp_path, ollama, options=options) as (app, pilot):
+            await pilot.press("ctrl+t")
+            await until(pilot, lambda: isinstance(app.screen, SetupDialog))
+            app.screen.query_one("#model", Select).value = "mistral:7b"
+            app.screen.query_one("#persona", Select).value = "editor"
+            await pilot.click("#ok")
+            await until(pilot, lambda: not isinstance(app.screen, SetupDialog))
+            assert (app.pane.chat.model, app.pane.chat.persona) == ("mistral:7b", "editor")
+            assert "inference/ollama · mistral:7b · editor" in str(app.pane.query_one("#chat-bar").render())
+            await send(pilot, "Write a Python function, please, that adds two numbers")  # auto would pick the coder
+            await until(pilot, lambda: len(app.pane.chat.turns) == 2)
+            assert ollama.last_body["model"] == "mistral:7b"
+            assert ollama.last_body["messages"][0]["role"] == "system"
+
+
+async def test_saved_chats_can_be_deleted_after_asking_and_exported(tmp_path, monkeypatch) -> None:
+    from aiconsole.ui.chat_history_screen import ChatHistoryScreen
+    from aiconsole.ui.confirm import ConfirmScreen
+
+    monkeypatch.chdir(tmp_path)  # export writes into the folder the console was started from
+    async with FakeOllama(reply_text="Paris \x1b]52;c;aGk=\x07is the capital.", tokens_per_s=None) as ollama:
+        async with chat_app(tmp_path, ollama) as (app, pilot):
+            await send(pilot, "Capital of France?")
+            await until(pilot, lambda: len(app.pane.chat.turns) == 2)
+            await pilot.press("ctrl+o")
+            await until(pilot, lambda: isinstance(app.screen, ChatHistoryScreen))
+            await pilot.press("e")
+            exported = list(tmp_path.glob("chat-*.md"))
+            assert len(exported) == 1
+            text = exported[0].read_text()
+            assert "Capital of France?" in text and "Paris is the capital." in text and "\x1b" not in text
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await until(pilot, lambda: app.history.count() == 0)
+            assert isinstance(app.screen, ChatHistoryScreen)  # still browsing, the list now empty
+
+
+async def test_the_send_key_can_be_rebound_and_enter_then_starts_a_new_line(tmp_path) -> None:
+    async with FakeOllama(reply_text="Two lines read.", tokens_per_s=None) as ollama:
+        async with chat_app(tmp_path, ollama) as (app, pilot):
+            app.set_keymap({"chat-send": "ctrl+s"})
+            await pilot.press(*"first", "enter", *"second")
+            assert app.pane.prompt.text == "first\nsecond" and ollama.last_body is None
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: len(app.pane.chat.turns) == 2)
+            assert ollama.last_body["messages"][-1]["content"] == "first\nsecond"

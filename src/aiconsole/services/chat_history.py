@@ -1,11 +1,10 @@
 """The chat history: every chat and its turns in one SQLite file, private to the user.
 
-It follows the ledger's way with SQLite (services/ledger.py): WAL with synchronous=NORMAL,
-one immediate transaction per write committed before the call returns (so each message is
-on disk once `add_message` returns, and a kill loses nothing said before it), a busy
-timeout so the TUI and a CLI may share the file, a lock so threads may share one
-connection (callers use `asyncio.to_thread`), schema versions in `user_version` with
-all-or-nothing migrations, and times stored as UTC epoch REAL, given and returned aware.
+It is a SQLite file like the ledger (services/sqlite_file.py: WAL, a lock so threads share
+one connection, a busy timeout so the TUI and a CLI share the file, all-or-nothing
+migrations). Each write is one immediate transaction committed before the call returns, so
+a message is on disk once `add_message` returns and a kill loses nothing said before it.
+Times are stored as UTC epoch REAL, given and returned aware.
 
 What is stored is the original text (see domain/chat_history.py); only display and export
 clean it. SQLite text holds NUL characters when bound as parameters, as here. Text with a
@@ -22,21 +21,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiconsole.domain.chat import ReplyStats
 from aiconsole.domain.chat_export import chat_markdown, export_filename
 from aiconsole.domain.chat_history import ChatSummary, StoredChat, StoredMessage, title_from  # re-exported too
-from aiconsole.domain.cost import require_aware
+from aiconsole.services.sqlite_file import Migration, SqliteFile, from_ts, statements, to_ts
 
-BUSY_TIMEOUT_S = 5.0
 APPLICATION_ID = 0x61694348
 """"aiCH" in the file header: a file with tables but not this mark is someone else's, refused untouched."""
 PRIVATE_DIR_MODE = 0o700
@@ -72,14 +65,7 @@ _SCHEMA_V1 = (
     "CREATE INDEX messages_by_chat ON messages (chat_id, id)",
 )
 
-
-def _create_v1(connection: sqlite3.Connection) -> None:
-    # Statement by statement: executescript() would commit the open transaction first.
-    for statement in _SCHEMA_V1:
-        connection.execute(statement)
-
-
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1,)
+MIGRATIONS: tuple[Migration, ...] = (statements(*_SCHEMA_V1),)
 """MIGRATIONS[n] takes the schema from version n to n + 1; append, never edit."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -117,15 +103,6 @@ def _text_out(value: str | bytes) -> str:
     return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
 
 
-def _to_ts(moment: datetime, what: str) -> float:
-    require_aware(moment, what)
-    return moment.timestamp()
-
-
-def _from_ts(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
 def _stats_in(stats: ReplyStats | None) -> str | None:
     return None if stats is None else json.dumps(dataclasses.asdict(stats))
 
@@ -141,13 +118,13 @@ def _stats_out(text: str | None) -> ReplyStats | None:
 def _summary(row: tuple[Any, ...]) -> ChatSummary:
     chat_id, title, vm, service, model, persona, created, updated, count = row
     texts = (_text_out(value) for value in (title, vm, service, model, persona))
-    return ChatSummary(chat_id, *texts, _from_ts(created), _from_ts(updated), count)
+    return ChatSummary(chat_id, *texts, from_ts(created), from_ts(updated), count)
 
 
 def _message(row: tuple[Any, ...]) -> StoredMessage:
     role, content, at, model, rule, reason, stats, error = row
     return StoredMessage(
-        role, _text_out(content), _from_ts(at), _text_out(model), _text_out(rule), _text_out(reason),
+        role, _text_out(content), from_ts(at), _text_out(model), _text_out(rule), _text_out(reason),
         _stats_out(stats), _text_out(error),
     )  # fmt: skip
 
@@ -156,96 +133,27 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _create_private_file(path: Path) -> None:
-    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
-    except FileExistsError:
-        pass  # an existing file keeps its mode and content; SQLite decides if it is a database
-
-
-class ChatHistory:
+class ChatHistory(SqliteFile):
     """Chats and their messages in one SQLite file."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        self._connection = connection
-        self._lock = threading.Lock()
-        self.path = path
+    error = ChatHistoryError
+    what = "chat history"
+    migrations = MIGRATIONS
+    application_id = APPLICATION_ID
+    connection_pragmas = ("foreign_keys=ON",)  # deletes cascade only with it, and SQLite does not keep it in the file
 
     @classmethod
-    def open(cls, path: Path) -> ChatHistory:
-        """Open (creating it, private, with its folders if needed) and migrate the history at `path`."""
+    def _create_file(cls, path: Path) -> None:
+        """Create the file 0600 (its new folders 0700) before SQLite would, with the umask's mode."""
+        path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         try:
-            _create_private_file(path)
-            connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as error:
-            raise ChatHistoryError(f"cannot open chat history {path}: {error}") from error
-        history = cls(connection, path)
-        try:
-            with history._guard():
-                connection.execute("PRAGMA foreign_keys=ON")  # per connection; deletes cascade only with it
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=NORMAL")
-            history._migrate()
-        except ChatHistoryError:
-            connection.close()
-            raise
-        return history
-
-    def _migrate(self) -> None:
-        with self._transaction("BEGIN IMMEDIATE") as connection:
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-            has_tables = connection.execute("SELECT EXISTS (SELECT 1 FROM sqlite_master)").fetchone()[0]
-            if application_id != APPLICATION_ID and (version or has_tables):
-                raise ChatHistoryError(
-                    f"{self.path} is a SQLite database but not an aiconsole chat history; it is left untouched"
-                )
-            if version > SCHEMA_VERSION:
-                raise ChatHistoryError(
-                    f"chat history {self.path} has schema version {version}, newer than this aiconsole "
-                    f"knows ({SCHEMA_VERSION}); upgrade aiconsole, the file is left untouched"
-                )
-            for migrate in MIGRATIONS[version:]:
-                migrate(connection)
-            if version != SCHEMA_VERSION:
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
-                connection.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
-
-    @property
-    def schema_version(self) -> int:
-        with self._guard() as connection:
-            return int(connection.execute("PRAGMA user_version").fetchone()[0])
-
-    @contextmanager
-    def _guard(self) -> Iterator[sqlite3.Connection]:
-        """Serialise threads on the connection; report SQLite failures as ChatHistoryError."""
-        with self._lock:
-            try:
-                yield self._connection
-            except sqlite3.Error as error:
-                raise ChatHistoryError(f"chat history {self.path}: {error}") from error
-
-    @contextmanager
-    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        """One transaction: committed when the block ends, rolled back if it raises.
-
-        Writes take the write lock up front (IMMEDIATE); a plain BEGIN gives reads one
-        consistent snapshot across their statements.
-        """
-        with self._guard() as connection:
-            connection.execute(begin)
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+        except FileExistsError:
+            pass  # an existing file keeps its mode and content; SQLite decides if it is a database
 
     def new_chat(self, *, vm: str, service: str, model: str, persona: str = "", at: datetime) -> int:
         """Start an untitled chat with no messages; its id."""
-        ts = _to_ts(at, "at")
+        ts = to_ts(at, "at")
         with self._transaction() as connection:
             cursor = connection.execute(
                 "INSERT INTO chats (vm, service, model, persona, created_ts, updated_ts) VALUES (?, ?, ?, ?, ?, ?)",
@@ -255,7 +163,7 @@ class ChatHistory:
 
     def add_message(self, chat_id: int, message: StoredMessage) -> None:
         """Append `message`, committed before this returns; the first user message titles an untitled chat."""
-        ts = _to_ts(message.at, "message.at")
+        ts = to_ts(message.at, "message.at")
         with self._transaction() as connection:
             row = connection.execute(
                 "SELECT title = '' AND NOT EXISTS "
@@ -327,18 +235,6 @@ class ChatHistory:
         """How many chats are stored."""
         with self._guard() as connection:
             return int(connection.execute("SELECT COUNT(*) FROM chats").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            self._connection.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def write_export(chat: StoredChat, directory: Path, tz: tzinfo) -> Path:

@@ -48,7 +48,7 @@ class SetupDialog(DialogScreen[ChatSetup | None]):
     """Where the chat goes (VM and server), which model (or `auto`), and the persona."""
 
     DEFAULT_CSS = """
-    SetupDialog Label { margin-top: 1; color: $foreground-muted; }
+    SetupDialog Label { color: $foreground-muted; }
     SetupDialog Select { width: 1fr; }
     SetupDialog Horizontal { height: auto; align-horizontal: right; margin: 1 0 0 0; }
     SetupDialog Button { margin-left: 2; }
@@ -68,11 +68,11 @@ class SetupDialog(DialogScreen[ChatSetup | None]):
                                           for name, about in self.personas)]  # fmt: skip
         with Vertical(classes="dialog-box") as box:
             box.border_title = "Chat with"
-            yield Label("VM and server")
+            yield Label("VM and server", markup=False)
             yield Select(targets, value=chosen, allow_blank=False, id="target")
-            yield Label("Model (auto: chosen per message by the [chat] rules)")
+            yield Label("Model (auto: chosen per message by the [chat] rules)", markup=False)
             yield Select(self._model_options(current), value=self.current.model, allow_blank=False, id="model")
-            yield Label("Persona (its system prompt is sent first)")
+            yield Label("Persona (its system prompt is sent first)", markup=False)
             yield Select(personas, value=self.current.persona or "", allow_blank=False, id="persona")
             with Horizontal():
                 yield Button("OK", variant="primary", id="ok")
