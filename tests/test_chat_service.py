@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tests.ui_helpers import demo_env, fast_fleet
 
-from aiconsole.assembly import build_chat_service, chat_targets
+from aiconsole.assembly import build_chat_service, model_servers
 from aiconsole.config import settings_from_toml_text
 from aiconsole.demo.ollama_api import FakeOllama
 from aiconsole.demo.openai_api import FakeOpenAI
@@ -17,7 +18,6 @@ from aiconsole.runtime import demo_runtime
 from aiconsole.services.chat_base import ChatError
 from aiconsole.services.chat_service import ChatOptions, ChatService, ChatTarget
 from aiconsole.services.endpoints import Endpoints
-from tests.ui_helpers import demo_env, fast_fleet
 
 HELLO = [ChatMessage("user", "hello")]
 
@@ -83,9 +83,9 @@ async def read(service: ChatService, target: ChatTarget, model: str, messages) -
     return text, reply.stats
 
 
-async def test_targets_come_from_the_configs_ollama_and_openai_services(ollama) -> None:
+async def test_targets_are_the_configs_ollama_and_openai_services(ollama) -> None:
     settings = settings_from_toml_text(config(ollama.url))
-    targets = chat_targets(settings)
+    targets = model_servers(settings)
     assert [(t.vm, t.service, t.kind, t.hourly_usd, t.can_power) for t in targets] == [
         ("inference", "ollama", "ollama", 0.35, False),
         ("inference", "vllm", "openai", 0.35, False),
@@ -193,7 +193,7 @@ async def test_waiting_for_a_server_that_never_comes_up_gives_up_with_the_reason
     ollama.loading()  # 503 until ready(): Ollama loading after a boot
     fleet = Fleet(PowerState.RUNNING)
     service = ChatService(
-        [ChatTarget("inference", "ollama", "ollama", 0.35, True)],
+        [ChatTarget("inference", "ollama", "ollama", 0.35, can_power=True)],
         _endpoints(ollama.url),
         ChatOptions(ready_timeout_s=1.0),
         fleet=fleet,

@@ -197,10 +197,12 @@ def build_telemetry(settings: Settings, *, client_keys: list[Path] | None = None
 
 def model_servers(settings: Settings) -> list:
     """Every `ollama` and `openai` service of the fleet, in config order."""
-    from aiconsole.services.model_library import ModelServer
+    from aiconsole.domain.model_server import ModelServer
 
     return [
-        ModelServer(vm.name, service.name, service.kind, vm.hourly_usd, vm.ssh, service.api_key_env)
+        ModelServer(
+            vm.name, service.name, service.kind, vm.hourly_usd, vm.ssh, service.api_key_env, vm.provider != "static"
+        )
         for vm in settings.vm
         for service in vm.service
         if service.kind in ("ollama", "openai")
@@ -218,24 +220,12 @@ def build_model_library(settings: Settings, endpoints, pool=None, *, on_activity
     return ModelLibrary(servers, endpoints, pool, environ=keys, **extra)
 
 
-def chat_targets(settings: Settings) -> list:
-    """Every VM's `ollama` and `openai` service, as chat servers, in config order."""
-    from aiconsole.services.chat_service import ChatTarget
-
-    return [
-        ChatTarget(vm.name, s.name, s.kind, vm.hourly_usd, vm.provider != "static", s.api_key_env)
-        for vm in settings.vm
-        for s in vm.service
-        if s.kind in ("ollama", "openai")
-    ]
-
-
 def build_chat_service(settings: Settings, endpoints, *, fleet=None, environ=os.environ, clock=None):
     """The chat over the telemetry hub's endpoints (or the CLI's own), starting VMs through
     `fleet` (the monitor). Only the services' API key variables are read from `environ`."""
     from aiconsole.services.chat_service import ChatOptions, ChatService
 
-    targets = chat_targets(settings)
+    targets = model_servers(settings)
     keys = {t.api_key_env: environ[t.api_key_env] for t in targets if t.api_key_env and t.api_key_env in environ}
     extra = {"clock": clock} if clock is not None else {}
     return ChatService(targets, endpoints, ChatOptions.of(settings.chat), fleet=fleet, environ=keys, **extra)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiconsole.domain.chat import ChatMessage, with_system_prompt
 from aiconsole.domain.chat_routing import DEFAULT_MODEL, DEFAULT_RULES, RouteDecision, RouteRule, route
 from aiconsole.domain.idle import ActivityKind
+from aiconsole.domain.model_server import ModelServer
 from aiconsole.domain.power import PowerState
 from aiconsole.services.chat_base import DEFAULT_TIMEOUTS, ChatError, ChatTimeouts
 from aiconsole.services.ssh_errors import SshError
@@ -47,22 +48,8 @@ CHAT_ACTIVITY = "chat stream"
 READY_POLL_S = 2.0
 
 
-@dataclass(frozen=True)
-class ChatTarget:
-    """One chat server of the fleet: a VM's `ollama` or `openai` service."""
-
-    vm: str
-    service: str
-    kind: str
-    """"ollama" or "openai"."""
-    hourly_usd: float = 0.0
-    can_power: bool = False
-    """Its VM can be started from here (not a static, always-on host)."""
-    api_key_env: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.vm}/{self.service}"
+ChatTarget = ModelServer
+"""Where a chat goes: one model server of the fleet (an `ollama` or `openai` service)."""
 
 
 @dataclass(frozen=True)

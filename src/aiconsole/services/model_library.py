@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from aiconsole.domain.model_server import ModelServer
 from aiconsole.domain.models import (
     InstalledModel,
     LoadedModel,
@@ -41,7 +42,6 @@ from aiconsole.services.tasks import cancel_until_done
 if TYPE_CHECKING:
     from aiconsole.services.endpoints import Endpoints
     from aiconsole.services.ssh import SshPool
-    from aiconsole.services.ssh_target import SshTarget
 
 __all__ = ["DiskUsage", "ModelLibrary", "ModelServer", "ModelsSnapshot", "PullJob", "ServerModels", "df_command"]
 
@@ -56,19 +56,6 @@ def df_command(dirs: tuple[str, ...] = MODEL_DIRS) -> str:
     """`df -Pk` over the candidates: POSIX output in KiB (GNU, BSD and macOS alike); the
     first line printed is the first folder that exists."""
     return "df -Pk " + " ".join(dirs) + " 2>/dev/null"
-
-
-@dataclass(frozen=True)
-class ModelServer:
-    """One model server from the config."""
-
-    vm: str
-    service: str
-    kind: str
-    """"ollama" (full library) or "openai" (its `/v1/models`, read-only)."""
-    hourly_usd: float = 0.0
-    ssh: SshTarget | None = None
-    api_key_env: str | None = None
 
 
 @dataclass(frozen=True)
