@@ -2,7 +2,8 @@
 
 - inference: one RTX 4090 serving models (Ollama through SSH: a full `FakeOllama` with the
   operator's three models, two of them loaded; Open WebUI direct);
-- training: one RTX 4090 flat out on a LoRA run, running hot (MLflow through SSH);
+- training: one RTX 4090 flat out on a LoRA run, running hot (MLflow through SSH: a
+  `FakeMlflow` with a finished and a running LoRA run whose loss keeps coming);
 - homelab: a 4090 workstation that drops its connection now and then, with LocalAI
   (OpenAI-compatible chat, streamed as SSE) loading its model for the first 20 seconds;
 - brain: no GPU at all (its nvidia-smi is "command not found"), a small API.
@@ -23,6 +24,7 @@ from pathlib import Path
 from aiconsole.demo.gpu_host import GpuHost, flap_connections
 from aiconsole.demo.gpu_sim import IDLE_LOAD, INFERENCE_LOAD, TRAINING_LOAD
 from aiconsole.demo.health_api import FakeServiceHealth
+from aiconsole.demo.mlflow_api import FakeMlflow
 from aiconsole.demo.ollama_api import FakeOllama
 from aiconsole.demo.openai_api import FakeOpenAI
 from aiconsole.demo.ssh_server import LoopbackSshServer, not_found
@@ -59,7 +61,7 @@ class DemoTelemetry:
         self.services = [
             DemoService("inference", "ollama", "ollama", _demo_ollama(), via_ssh=True),
             DemoService("inference", "open-webui", "http", FakeServiceHealth("open-webui"), "/health"),
-            DemoService("training", "mlflow", "mlflow", FakeServiceHealth("mlflow"), via_ssh=True),
+            DemoService("training", "mlflow", "mlflow", FakeMlflow(), via_ssh=True),
             DemoService("homelab", "localai", "openai", FakeOpenAI("localai", tokens_per_s=60.0)),
             DemoService("brain", "knowledge-api", "http", FakeServiceHealth("open-webui"), "/health"),
         ]
