@@ -7,6 +7,7 @@ bytes of each answer and the points in it, so the tail's cost per poll is measur
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
@@ -366,3 +367,25 @@ async def test_timeout_and_refused_are_retryable(fake, fake_client):
 async def test_nan_and_infinity_on_the_wire(fake, fake_client, raw, check):
     fake.raw_body = json.dumps(_run_json(0.0)).replace('"value": 0.0', f'"value": {raw}').encode()
     assert check((await fake_client.run("abc")).latest["loss"].value)
+
+
+async def test_a_server_restart_mid_tail_is_a_retryable_error_then_the_tail_goes_on(server, wire_client, script):
+    """The server goes away between two polls and comes back on the same store: the poll in
+    between fails (retryable, the tab shows the last data as stale), and the next one brings
+    exactly the points logged meanwhile, none lost and none twice."""
+    client, _ = wire_client
+    run_id = await script.run(await script.experiment(), "restarted")
+    await script.log(run_id, "loss", range(5))
+    tail = RunTail(client, run_id)
+    assert [p.step for p in (await tail.poll()).metrics["loss"].points] == list(range(5))
+
+    await asyncio.to_thread(server.stop)
+    with pytest.raises(MlflowError) as caught:
+        await tail.poll()
+    assert caught.value.retryable
+
+    await asyncio.to_thread(server.start)
+    await script.log(run_id, "loss", range(5, 8))
+    update = await tail.poll()
+    assert [p.step for p in update.metrics["loss"].points] == [5, 6, 7]
+    assert not update.done and update.run.status == "RUNNING"
