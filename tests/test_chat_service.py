@@ -167,7 +167,7 @@ async def test_a_streaming_reply_counts_as_activity_for_the_idle_timer(ollama) -
     await service.aclose()
 
 
-async def test_a_client_is_kept_per_server_until_its_url_moves(ollama) -> None:
+async def test_a_client_is_kept_per_server(ollama) -> None:
     service = service_for(config(ollama.url))
     target = service.target("inference")
     first = await service._backend(target)

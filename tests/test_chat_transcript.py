@@ -124,7 +124,7 @@ async def test_the_view_follows_the_end_until_scrolled_up_and_again_at_the_botto
         assert transcript.render_line(transcript.size.height - 1).text.strip() == "line 41"
 
 
-async def test_waiting_line_live_footer_and_stopped_footer() -> None:
+async def test_waiting_line_then_text_then_stopped_footer() -> None:
     app = TranscriptApp()
     async with app.run_test(size=(80, 24)) as pilot:
         transcript = app.query_one(ChatTranscript)
@@ -132,9 +132,8 @@ async def test_waiting_line_live_footer_and_stopped_footer() -> None:
         await settle(pilot, transcript)
         assert rows(transcript)[-2:] == ["llama3.1:8b · auto: quick", "…"]
         transcript.push("Partial answer")
-        transcript.set_footer_live("41.0 tok/s · TTFT 0.20 s")
         await settle(pilot, transcript)
-        assert rows(transcript)[-2:] == ["Partial answer", "41.0 tok/s · TTFT 0.20 s"]
+        assert rows(transcript)[-2:] == ["llama3.1:8b · auto: quick", "Partial answer"]  # the "…" gave way
         transcript.end_reply("2 tokens · $0.0001", stopped=True)
         await settle(pilot, transcript)
         assert rows(transcript)[-2:] == ["Partial answer", "■ stopped · 2 tokens · $0.0001"]

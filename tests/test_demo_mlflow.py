@@ -18,28 +18,12 @@ import pytest
 from aiconsole.demo.mlflow_api import EXPERIMENT, FakeMlflow, page_token, wire_value
 from aiconsole.domain.mlflow import FINISHED, RUNNING, run_duration, sort_runs
 from aiconsole.services.mlflow_client import MetricTail, MlflowClient, MlflowError, RunTail
+from mlflow_wire import Wire
 from providers_conftest import FakeClock
 
 NOW = 1_795_000_000.0
 """2026-11-18 11:06:40 UTC."""
 API = "/api/2.0/mlflow"
-
-
-class Wire:
-    """Per request the client made: (path, query params, points in the answer)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, str], int]] = []
-
-    async def hook(self, response: httpx.Response) -> None:
-        await response.aread()
-        points = len(response.json().get("metrics", [])) if response.status_code == 200 else 0
-        path = response.request.url.path.rsplit("/mlflow/", 1)[-1]
-        self.calls.append((path, dict(response.request.url.params), points))
-
-    def take(self) -> list[tuple[str, dict[str, str], int]]:
-        calls, self.calls = self.calls, []
-        return calls
 
 
 @pytest.fixture
@@ -85,7 +69,7 @@ async def test_experiments_and_runs_running_first_with_params_tags_and_latest(fa
     wire.take()
     paged = await client.runs([eid], page_size=1)  # one run per page: the client follows the token
     assert [r.id for r in paged] == [live.id, done.id]  # start_time DESC
-    assert [path for path, _, _ in wire.take()] == ["runs/search"] * 2
+    assert [call.path for call in wire.take()] == ["runs/search"] * 2
     assert await client.runs(["0"]) == []  # the Default experiment is empty
 
 
@@ -116,25 +100,25 @@ async def test_metric_tail_gets_new_points_as_time_passes_asking_only_for_them(f
 
     first = await tail.poll()
     assert [p.step for p in first.points] == list(range(1, 301))
-    assert [points for _, _, points in wire.take()] == [128, 128, 44]  # the first load pages through
+    assert [call.points for call in wire.take()] == [128, 128, 44]  # the first load pages through
 
     assert (await tail.poll()).points == ()
     (call,) = wire.take()  # one request, for the page not yet full, not the whole history
-    assert call[1]["page_token"] and call[2] == 44
+    assert call.params["page_token"] and call.points == 44
 
     clock.now += 3 * 2.0
     assert [p.step for p in (await tail.poll()).points] == [301, 302, 303]
-    assert [points for _, _, points in wire.take()] == [47]
+    assert [call.points for call in wire.take()] == [47]
 
     clock.now += 90 * 2.0  # the page fills up: the tail moves on to the next one
     assert [p.step for p in (await tail.poll()).points] == list(range(304, 394))
-    assert [points for _, _, points in wire.take()] == [128, 9]
+    assert [call.points for call in wire.take()] == [128, 9]
 
     clock.now += 1.0  # half a step: nothing yet
     assert (await tail.poll()).points == ()
     clock.now += 1.0
     assert [p.step for p in (await tail.poll()).points] == [394]
-    assert sum(points for _, _, points in wire.take()) == 9 + 10
+    assert sum(call.points for call in wire.take()) == 9 + 10
 
 
 async def test_run_tail_follows_the_running_run_until_it_finishes(fake, wired, clock):
@@ -155,10 +139,10 @@ async def test_run_tail_follows_the_running_run_until_it_finishes(fake, wired, c
         "learning_rate": [301],
         "gpu_mem_gb": [301],
     }
-    assert sorted(path for path, _, _ in wire.take()) == ["metrics/get-history"] * 3 + ["runs/get"]
+    assert sorted(call.path for call in wire.take()) == ["metrics/get-history"] * 3 + ["runs/get"]
 
     assert (await tail.poll()).metrics == {}
-    assert [path for path, _, _ in wire.take()] == ["runs/get"]  # nothing moved: no history asked
+    assert [call.path for call in wire.take()] == ["runs/get"]  # nothing moved: no history asked
 
     clock.now += 24 * 2.0  # step 325: an eval
     update = await tail.poll()

@@ -23,6 +23,7 @@ from aiconsole.domain.mlflow import RUNNING, Run, run_duration, sort_runs
 from aiconsole.domain.secret import Secret
 from aiconsole.services.mlflow_client import MetricTail, MlflowClient, MlflowError, RunTail
 from mlflow_server import mlflow_server
+from mlflow_wire import Wire
 from providers_conftest import HOSTILE_NAME, has_no_control_chars, unused_loopback_url
 
 TOKEN = "mlflow-token-0123456789abcdef"
@@ -32,25 +33,6 @@ _names = itertools.count()
 @pytest.fixture(scope="module")
 def server(request, tmp_path_factory):
     yield from mlflow_server(request.config, tmp_path_factory)
-
-
-class Wire:
-    """What the client sent and got: one (path, answer bytes, points in the answer) per request."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int, int]] = []
-
-    async def hook(self, response: httpx.Response) -> None:
-        await response.aread()
-        try:
-            points = len(response.json().get("metrics", []))
-        except (ValueError, AttributeError):
-            points = 0
-        self.calls.append((response.request.url.path.rsplit("/mlflow/", 1)[-1], len(response.content), points))
-
-    def take(self) -> list[tuple[str, int, int]]:
-        calls, self.calls = self.calls, []
-        return calls
 
 
 @pytest.fixture
@@ -123,7 +105,7 @@ async def test_lists_experiments_and_runs_running_first(wire_client, script):
     assert {r.name for r in runs} == {"lora-r8", "lora-r16"}
     paged = await client.runs([eid], page_size=1)  # one run per page: the client follows the tokens
     assert [r.id for r in paged] == [r.id for r in runs]
-    assert sum(1 for path, _, _ in wire.take() if path == "runs/search") >= 1 + 2
+    assert sum(1 for call in wire.take() if call.path == "runs/search") >= 1 + 2
 
     first = sort_runs(runs)[0]
     assert first.id == live and first.status == RUNNING and first.user == "op"
@@ -142,18 +124,18 @@ async def test_tail_fetches_only_new_points_and_its_cost_stays_flat(wire_client,
 
     first = await tail.poll()
     assert [p.step for p in first.points] == list(range(25)) and not first.reset
-    assert [points for _, _, points in wire.take()] == [10, 10, 5]  # the first load pages through
+    assert [call.points for call in wire.take()] == [10, 10, 5]  # the first load pages through
 
     assert (await tail.poll()).points == ()
-    assert [points for _, _, points in wire.take()] == [5]  # re-reads only the unfilled page
+    assert [call.points for call in wire.take()] == [5]  # re-reads only the unfilled page
 
     await script.log(run_id, "loss", range(25, 28))
     assert [p.step for p in (await tail.poll()).points] == [25, 26, 27]
-    assert [points for _, _, points in wire.take()] == [8]
+    assert [call.points for call in wire.take()] == [8]
 
     await script.log(run_id, "loss", range(28, 35))  # fills the page: the tail moves on
     assert [p.step for p in (await tail.poll()).points] == list(range(28, 35))
-    assert [points for _, _, points in wire.take()] == [10, 5]
+    assert [call.points for call in wire.take()] == [10, 5]
 
     short = await _poll_cost(tail, script, run_id, wire)
     await script.log(run_id, "loss", range(36, 2036))  # the run grows 57x
@@ -161,7 +143,7 @@ async def test_tail_fetches_only_new_points_and_its_cost_stays_flat(wire_client,
     wire.take()
     long = await _poll_cost(tail, script, run_id, wire)
     full_before = len(await client.history(run_id, "loss", page_size=1000))
-    naive = sum(size for _, size, _ in wire.take())
+    naive = sum(call.size for call in wire.take())
     assert full_before == 2037
     # One request each, at most a page of points, whatever the run's length; a full refetch
     # of the same run costs far more.
@@ -177,7 +159,7 @@ async def _poll_cost(tail: MetricTail, script: Script, run_id: str, wire: Wire) 
     update = await tail.poll()
     assert [p.step for p in update.points] == [step]
     calls = wire.take()
-    return len(calls), sum(size for _, size, _ in calls)
+    return len(calls), sum(call.size for call in calls)
 
 
 async def test_run_tail_asks_only_for_metrics_that_moved_and_stops_when_finished(wire_client, script):
@@ -189,15 +171,15 @@ async def test_run_tail_asks_only_for_metrics_that_moved_and_stops_when_finished
 
     update = await tail.poll()
     assert {k: len(u.points) for k, u in update.metrics.items()} == {"loss": 3, "eval_ppl": 1}
-    assert sorted(path for path, _, _ in wire.take()) == ["metrics/get-history"] * 2 + ["runs/get"]
+    assert sorted(call.path for call in wire.take()) == ["metrics/get-history"] * 2 + ["runs/get"]
 
     await script.log(run_id, "loss", range(3, 5))
     update = await tail.poll()
     assert list(update.metrics) == ["loss"] and [p.step for p in update.metrics["loss"].points] == [3, 4]
-    assert [path for path, _, _ in wire.take()] == ["runs/get", "metrics/get-history"]
+    assert [call.path for call in wire.take()] == ["runs/get", "metrics/get-history"]
 
     assert (await tail.poll()).metrics == {}
-    assert [path for path, _, _ in wire.take()] == ["runs/get"]  # nothing moved: no history asked
+    assert [call.path for call in wire.take()] == ["runs/get"]  # nothing moved: no history asked
 
     await script.log(run_id, "loss", range(5, 6))
     await script.end(run_id)

@@ -35,7 +35,7 @@ async def test_esc_stops_the_reply_keeps_the_partial_text_and_closes_the_request
         async with chat_app(tmp_path, ollama) as (app, pilot):
             await send(pilot, "Tell me a long story about GPUs and their fans")  # quick: mistral
             pane = app.pane
-            await until(pilot, lambda: pane.live is not None and pane.live.pieces >= 5)
+            await until(pilot, lambda: pane.live is not None and pane.transcript.pieces_received >= 5)
             assert ollama.loaded["mistral:7b"].in_use == 1
             await pilot.press("escape")
             await until(pilot, lambda: pane.live is None)

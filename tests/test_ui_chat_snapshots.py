@@ -36,7 +36,7 @@ def test_a_reply_stopped_with_escape(snap_compare, tmp_path: Path) -> None:
 
     async def run_before(pilot) -> None:
         await send(pilot, "Tell me the whole history of the GPU, from the very first arcade boards to today")
-        await until(pilot, lambda: app.pane.live is not None and app.pane.live.pieces == 12)
+        await until(pilot, lambda: app.pane.live is not None and app.pane.transcript.pieces_received == 12)
         await pilot.press("escape")
         await until(pilot, lambda: app.pane.live is None)
         await pilot.pause(0.3)

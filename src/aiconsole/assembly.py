@@ -197,7 +197,7 @@ def build_telemetry(settings: Settings, *, client_keys: list[Path] | None = None
 
 def model_servers(settings: Settings) -> list:
     """Every `ollama` and `openai` service of the fleet, in config order."""
-    from aiconsole.domain.model_server import ModelServer
+    from aiconsole.domain.model_server import MODEL_SERVER_KINDS, ModelServer
 
     return [
         ModelServer(
@@ -205,7 +205,7 @@ def model_servers(settings: Settings) -> list:
         )
         for vm in settings.vm
         for service in vm.service
-        if service.kind in ("ollama", "openai")
+        if service.kind in MODEL_SERVER_KINDS
     ]
 
 

@@ -263,12 +263,9 @@ def _run_chat(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         args.vm, prompt, service=args.service, model=args.model, persona=args.persona, start=args.start,
         history=args.history,
     )  # fmt: skip
+    interactive = commands_chat.is_terminal(sys.stdin) and commands_chat.is_terminal(sys.stderr)
     console = commands_chat.Console(
-        sys.stdout, sys.stderr, interactive=_is_terminal(sys.stdin) and _is_terminal(sys.stderr),
+        sys.stdout, sys.stderr, interactive=interactive,
         ask=lambda question: commands_chat.ask_on_terminal(question, sys.stderr, sys.stdin),
     )  # fmt: skip
     return _with_runtime(args, environ, lambda runtime: commands_chat.chat_command(runtime, request, console, environ))
-
-
-def _is_terminal(stream) -> bool:
-    return stream is not None and stream.isatty()

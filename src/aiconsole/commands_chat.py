@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self, TextIO
 
 from aiconsole.assembly import Runtime, build_chat_service, open_chat_history
-from aiconsole.domain.chat import ChatMessage, ReplyStats, reply_cost_usd, stats_line
+from aiconsole.domain.chat import ChatMessage, ReplyStats, stats_line
 from aiconsole.domain.chat_routing import RouteDecision
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.sanitize import StreamSanitizer, sanitize_line
@@ -77,7 +77,7 @@ class Console:
 def read_prompt(argument: str | None, stdin: TextIO | None) -> str:
     """The text to send: the argument, stdin (`-`, or no argument and stdin not a terminal),
     or both, stdin appended in a fenced block. UsageError when there is none."""
-    pipe = stdin if stdin is not None and not _isatty(stdin) else None
+    pipe = stdin if stdin is not None and not is_terminal(stdin) else None
     if argument == "-":
         text = _read(stdin)
     elif argument is None:
@@ -238,7 +238,7 @@ class _Progress:
     new step when piped (a log, not an animation)."""
 
     def __init__(self, err: TextIO) -> None:
-        self._err, self._tty, self._last = err, _isatty(err), ""
+        self._err, self._tty, self._last = err, is_terminal(err), ""
 
     def __call__(self, step: str) -> None:
         step = sanitize_line(step)  # carries a server's error while it waits
@@ -334,7 +334,7 @@ def _report(outcome: _Outcome, target: ChatTarget, err: TextIO) -> int:
     if outcome.error:
         return _say(err, outcome.error, EXIT_FAILED)
     stats = outcome.stats
-    line = "stopped" if stats is None else stats_line(stats, reply_cost_usd(stats.duration_s, target.hourly_usd))
+    line = "stopped" if stats is None else stats_line(stats, target.hourly_usd)
     err.write(line + "\n")
     err.flush()
     return EXIT_INTERRUPTED if outcome.interrupted else EXIT_OK
@@ -347,7 +347,7 @@ class _ReplyWriter:
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
-        self._clean = StreamSanitizer() if _isatty(out) else None
+        self._clean = StreamSanitizer() if is_terminal(out) else None
         self._last = ""
 
     def write(self, piece: str) -> None:
@@ -401,11 +401,7 @@ class _Record:
     def finish(self, plan: _Plan, outcome: _Outcome) -> None:
         from aiconsole.services.chat_history import ChatHistoryError, StoredMessage
 
-        decision = plan.decision
-        message = StoredMessage(
-            "assistant", outcome.text, _now(), model=decision.model, route_rule=decision.rule,
-            route_reason=decision.reason if decision.rule else "", stats=outcome.stats, error=outcome.error,
-        )  # fmt: skip
+        message = StoredMessage.reply(outcome.text, _now(), plan.decision, outcome.stats, outcome.error)
         try:
             self._history.add_message(self._chat_id, message)
         except ChatHistoryError as exc:
@@ -419,7 +415,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _isatty(stream: Any) -> bool:
+def is_terminal(stream: Any) -> bool:
+    """A terminal (False for None, a pipe, a file, or a stream already closed)."""
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no such method, or closed

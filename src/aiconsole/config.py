@@ -39,6 +39,7 @@ from aiconsole.config_secrets import (  # re-exported: part of the config API
     resolve_secret,
     secret_env_refs,
 )
+from aiconsole.domain.model_server import MODEL_SERVER_KINDS
 from aiconsole.domain.power import PowerState
 from aiconsole.keymap import unknown_key_ids
 from aiconsole.starter_config import STARTER_CONFIG, write_starter_config
@@ -326,7 +327,7 @@ class Settings(Section):
         vm = self.vm_named(chat.vm)
         if vm is None:
             raise ValueError(f"chat.vm {chat.vm!r} is not a [[vm]] of this config")
-        chat_services = [s.name for s in vm.service if s.kind in ("ollama", "openai")]
+        chat_services = [s.name for s in vm.service if s.kind in MODEL_SERVER_KINDS]
         if chat.service is not None and chat.service not in chat_services:
             raise ValueError(f"chat.service {chat.service!r} is not an ollama or openai service of VM {vm.name!r}")
         if not chat_services:

@@ -100,10 +100,12 @@ def format_reply_cost(amount: float) -> str:
     return f"${amount:.4f}" if amount < 0.01 else f"${amount:.2f}"
 
 
-def stats_line(stats: ReplyStats, cost_usd: float | None = None, *, with_reason: bool = True) -> str:
+def stats_line(stats: ReplyStats, hourly_usd: float = 0.0, *, with_reason: bool = True) -> str:
     """One line of figures, as the chat tab's footer and the CLI's last line show them:
-    "TTFT 0.42 s · 312 tokens · 48.1 tokens/s · $0.0010" ("~" marks client-timed figures);
-    then why it ended when that was not a plain stop (`with_reason=False`: the caller says it)."""
+    "TTFT 0.42 s · 312 tokens · 48.1 tokens/s · $0.0010" ("~" marks client-timed figures; the
+    cost, at the VM's `hourly_usd`, only for a VM that costs something); then why it ended
+    when that was not a plain stop (`with_reason=False`: the caller says it)."""
+    cost_usd = reply_cost_usd(stats.duration_s, hourly_usd)
     mark = "" if stats.counted_by == "server" else "~"
     parts = []
     if stats.ttft_s is not None:

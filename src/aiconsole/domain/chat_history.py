@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import get_args
 
 from aiconsole.domain.chat import ChatMessage, ReplyStats, Role
+from aiconsole.domain.chat_routing import RouteDecision
 from aiconsole.domain.cost import require_aware
 from aiconsole.domain.sanitize import sanitize
 
@@ -54,6 +55,14 @@ class StoredMessage:
 
     def as_chat_message(self) -> ChatMessage:
         return ChatMessage(self.role, self.content)
+
+    @classmethod
+    def reply(cls, text: str, at: datetime, decision: RouteDecision, stats: ReplyStats | None,
+              error: str = "") -> StoredMessage:  # fmt: skip
+        """An assistant turn: the model that answered, and the routing rule and reason only
+        when `auto` chose it (a model picked by hand has no rule)."""
+        rule, reason = (decision.rule, decision.reason) if decision.rule else ("", "")
+        return cls("assistant", text, at, decision.model, rule, reason, stats, error)
 
 
 @dataclass(frozen=True)

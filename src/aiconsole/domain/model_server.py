@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from aiconsole.services.ssh_target import SshTarget
 
 
+MODEL_SERVER_KINDS = ("ollama", "openai")
+"""The service kinds that serve models: what the Models tab lists and the chat talks to."""
+
+
 @dataclass(frozen=True)
 class ModelServer:
     vm: str

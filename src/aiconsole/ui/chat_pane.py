@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
@@ -33,7 +34,8 @@ from textual.timer import Timer
 from textual.widgets import Static
 from textual.worker import Worker
 
-from aiconsole.domain.chat import ChatMessage, ReplyStats, reply_cost_usd, stats_line
+from aiconsole.domain.chat import ChatMessage, ReplyStats, stats_line
+from aiconsole.domain.chat_history import StoredMessage
 from aiconsole.domain.chat_routing import RouteDecision
 from aiconsole.domain.sanitize import sanitize, sanitize_line
 from aiconsole.ui.bindings import binding
@@ -192,7 +194,7 @@ class ChatPane(Vertical):
         self.prompt.clear()
         self.transcript.add_turn("user", text, header="you")
         self.chat.turns.append(ChatMessage("user", text))
-        self._store("user", text)
+        self._store(StoredMessage("user", text, datetime.now(UTC)))
         from aiconsole.services.chat_base import ChatError
 
         try:
@@ -233,10 +235,9 @@ class ChatPane(Vertical):
         try:
             async with service.reply(target, decision.model, messages) as reply:
                 clock, push = self._clock, transcript.push
-                async for piece in reply:  # the hot loop: an append and a count per piece
+                async for piece in reply:  # the hot loop: a check and an append per piece
                     if live.first_at is None:
                         live.first_at = clock()
-                    live.pieces += 1
                     push(piece)
         except asyncio.CancelledError:
             self._finish(target, decision, reply.stats if reply else None, "")
@@ -252,27 +253,25 @@ class ChatPane(Vertical):
             self._live_timer.stop()
         self.live = None
         stopped = stats is not None and stats.done_reason == "cancelled"
-        cost = reply_cost_usd(stats.duration_s, target.hourly_usd) if stats else None
-        footer = stats_line(stats, cost, with_reason=not stopped) if stats else ""
+        footer = stats_line(stats, target.hourly_usd, with_reason=not stopped) if stats else ""
         self.transcript.end_reply(footer, stopped=stopped, error=sanitize_line(error, 300) if error else "")
         text = self.transcript.last_reply_text
         if text:
             self.chat.turns.append(ChatMessage("assistant", text))
-        self._store("assistant", text, decision, stats, error)
+        self._store(StoredMessage.reply(text, datetime.now(UTC), decision, stats, error))
         self.say(sanitize_line(error, 300) if error else "stopped: the partial reply is kept" if stopped else "")
 
     def _show_live(self) -> None:
         if self.live is not None:
-            text = live_status(self.live, self._clock())
+            text = live_status(self.live, self.transcript.pieces_received, self._clock())
             self.query_one("#chat-status", Static).update(Content.styled(sanitize_line(text), MUTED))
 
-    def _store(self, role: str, text: str, decision: RouteDecision | None = None,
-               stats: ReplyStats | None = None, error: str = "") -> None:  # fmt: skip
+    def _store(self, message: StoredMessage) -> None:
         """One turn into the history (the original text). A failure to write is said, never fatal."""
         if self.history is None or self.chat.target is None:
             return
         try:
-            store_turn(self.history, self.chat, role, text, decision, stats, error)
+            store_turn(self.history, self.chat, message)
         except Exception as exc:  # a full disk or a locked file: the chat goes on, unsaved
             self.notify(f"Could not save the chat: {exc}", severity="warning", markup=False)
 
@@ -341,8 +340,7 @@ class ChatPane(Vertical):
 
     def resume(self, stored: StoredChat) -> None:
         """Show a saved chat and go on with it (its target, model and persona if they still exist)."""
-        summary = self.chat
-        target = summary.target
+        target = self.chat.target  # the one shown now, unless the saved chat's still exists
         if self.service is not None:
             wanted = [
                 t for t in self.service.targets if (t.vm, t.service) == (stored.summary.vm, stored.summary.service)
@@ -360,8 +358,8 @@ class ChatPane(Vertical):
                 if message.role == "user"
                 else reply_header(RouteDecision(message.model, message.route_rule, message.route_reason))
             )
-            cost = reply_cost_usd(message.stats.duration_s, target.hourly_usd) if message.stats and target else None
-            footer = stats_line(message.stats, cost, with_reason=not message.stopped) if message.stats else ""
+            hourly = target.hourly_usd if target else 0.0
+            footer = stats_line(message.stats, hourly, with_reason=not message.stopped) if message.stats else ""
             self.transcript.add_turn(message.role, message.content, header=header, footer=footer,
                                      stopped=message.stopped)  # fmt: skip
         self.say(f"resumed: {sanitize_line(stored.summary.title, 80)}")

@@ -7,13 +7,13 @@ only what drives the screen.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from aiconsole.domain.chat import ChatMessage, ReplyStats
+from aiconsole.domain.chat import ChatMessage
 from aiconsole.domain.chat_routing import RouteDecision
 
 if TYPE_CHECKING:
+    from aiconsole.domain.chat_history import StoredMessage
     from aiconsole.services.chat_history import ChatHistory
     from aiconsole.services.chat_service import ChatTarget
 
@@ -49,43 +49,37 @@ class Conversation:
 
 @dataclass
 class LiveReply:
-    """Counts of the reply streaming now, for the status line (the stats come at its end)."""
+    """The moments of the reply streaming now, for the status line (the stats come at its
+    end; the pieces so far are the transcript's count)."""
 
     model: str
     sent_at: float
     first_at: float | None = None
-    pieces: int = 0
 
 
-def live_status(live: LiveReply, now: float) -> str:
+def live_status(live: LiveReply, pieces: int, now: float) -> str:
     """The status line while a reply streams: "▶ model · TTFT 0.31 s · ~48.2 tokens/s · 312 tokens"."""
     parts = [f"▶ {live.model}"]
     if live.first_at is None:
         parts.append(f"waiting {now - live.sent_at:.1f} s")
     else:
         parts.append(f"TTFT {live.first_at - live.sent_at:.2f} s")
-        if now > live.first_at and live.pieces > 1:
-            parts.append(f"~{(live.pieces - 1) / (now - live.first_at):.1f} tokens/s")
-        parts.append(f"{live.pieces} tokens")
+        if now > live.first_at and pieces > 1:
+            parts.append(f"~{(pieces - 1) / (now - live.first_at):.1f} tokens/s")
+        parts.append(f"{pieces} tokens")
     parts.append("esc: stop")
     return " · ".join(parts)
 
 
-def store_turn(history: ChatHistory, chat: Conversation, role: str, text: str, decision: RouteDecision | None,
-               stats: ReplyStats | None, error: str) -> None:  # fmt: skip
+def store_turn(history: ChatHistory, chat: Conversation, message: StoredMessage) -> None:
     """One turn into the history (the original text), creating the chat's row on its first turn."""
-    from aiconsole.services.chat_history import StoredMessage
-
     target = chat.target
     assert target is not None
-    now = datetime.now(UTC)
     if chat.chat_id is None:
         chat.chat_id = history.new_chat(
-            vm=target.vm, service=target.service, model=chat.model, persona=chat.persona or "", at=now
+            vm=target.vm, service=target.service, model=chat.model, persona=chat.persona or "", at=message.at
         )
-    model = decision.model if decision else ""
-    rule, reason = (decision.rule, decision.reason) if decision and decision.rule else ("", "")
-    history.add_message(chat.chat_id, StoredMessage(role, text, now, model, rule, reason, stats, error))  # type: ignore[arg-type]
+    history.add_message(chat.chat_id, message)
 
 
 def reply_header(decision: RouteDecision) -> str:

@@ -126,7 +126,7 @@ class RowRenderer:
 @dataclass
 class TailRows:
     """What follows a streaming reply's finished blocks: a gap, its unfinished block as plain
-    text, and the live status line under it (or a dim "…" while nothing came)."""
+    text, or a dim "…" while nothing came."""
 
     source: object = None
     """The splitter's `tail_lines` whose rows are in `lines` (a new list: a new block; None:
@@ -137,14 +137,14 @@ class TailRows:
     lines: list[Strip] = field(default_factory=list)
     partial: list[Strip] = field(default_factory=list)
     gap: list[Strip] = field(default_factory=list)
-    status: list[Strip] = field(default_factory=list)
+    waiting: list[Strip] = field(default_factory=list)
 
     def rows(self) -> tuple[list[Strip], ...]:
-        return self.gap, self.lines, self.partial, self.status
+        return self.gap, self.lines, self.partial, self.waiting
 
-    def update(self, renderer: RowRenderer, splitter: BlockSplitter, *, blocks: int, status: str) -> None:
+    def update(self, renderer: RowRenderer, splitter: BlockSplitter, *, blocks: int) -> None:
         """Rows of the unfinished block: complete lines wrapped once, the last line each paint.
-        `blocks`: the reply's finished blocks so far; `status`: the live line ("": none)."""
+        `blocks`: the reply's finished blocks so far."""
         lines = splitter.tail_lines
         if lines is not self.source:  # a new block: its rows afresh
             self.source, self.wrapped, self.frozen, self.lines = lines, 0, 0, []
@@ -159,7 +159,4 @@ class TailRows:
         self.partial = renderer.wrap(partial[self.frozen :], "") if len(partial) > self.frozen else []
         shown = self.lines or self.partial
         self.gap = [renderer.blank] if blocks and shown else []
-        if status:
-            self.status = renderer.wrap(status, STYLE_PREFIX + "footer")
-        else:
-            self.status = [] if blocks or shown else renderer.wrap("…", STYLE_PREFIX + "waiting")
+        self.waiting = [] if blocks or shown else renderer.wrap("…", STYLE_PREFIX + "waiting")

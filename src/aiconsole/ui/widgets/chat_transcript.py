@@ -22,8 +22,7 @@ for the moment. The same path serves a resumed chat (`add_turn` x 40 renders the
 at the bottom at once, the rest over the next ticks) and a width or theme change (every
 block again from its sanitised source, those on screen first; the view keeps its top block).
 
-Live figures (tokens/s, TTFT) are the pane's: it reads `pieces_received` and shows a line
-under the streaming reply with `set_footer_live(text)`, drawn with the next paint.
+Live figures (tokens/s, TTFT) are the pane's: it reads `pieces_received` for its status line.
 Untrusted text is never parsed as markup: `Text(...)` for plain text, Markdown for replies.
 Turning text into rows is `chat_render`'s (a `RowRenderer` per width and theme); this module
 decides what is rendered when, and where each row goes.
@@ -94,8 +93,6 @@ class _Live:
     stream: DisplayStream = field(default_factory=DisplayStream)
     blocks: int = 0
     """Its finished blocks so far."""
-    status: str = ""
-    """The live line under it (tokens/s, TTFT): `set_footer_live`."""
     tail: TailRows = field(default_factory=TailRows)
 
 
@@ -189,12 +186,6 @@ class ChatTranscript(ScrollView, can_focus=True):
         """The reader's call for each piece: appends and counts; never renders or refreshes."""
         self._pieces.append(piece)
         self._pushed += 1
-
-    def set_footer_live(self, text: str) -> None:
-        """A line under the streaming reply (live tokens/s, TTFT), drawn with the next paint."""
-        if self._live is not None:
-            self._live.status = sanitize_line(text)
-            self._dirty = True
 
     def end_reply(self, footer: str, *, stopped: bool = False, error: str = "") -> None:
         """The reply ended: the rest is rendered as Markdown, then its footer (plain text;
@@ -312,7 +303,7 @@ class ChatTranscript(ScrollView, can_focus=True):
         if live is not None:
             live.rate = (self._pushed - live.consumed) / max(1e-3, time.perf_counter() - live.taken_at)
             self._take_pieces(live)
-            live.tail.update(self._renderer, live.stream.splitter, blocks=live.blocks, status=live.status)
+            live.tail.update(self._renderer, live.stream.splitter, blocks=live.blocks)
         self._dirty = False
         shift = self._render_on_screen(anchored, draft=self._bursting(live))
         shift += self._render_queued(time.perf_counter() + self._budget(), anchored)
