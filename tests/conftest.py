@@ -31,6 +31,15 @@ def _isolate_home(base: Path) -> None:
         os.environ.pop(var, None)
 
 
+@pytest.fixture(scope="session")
+def mlflow_real(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One real `mlflow server` on loopback for the whole session (tests/mlflow_server.py):
+    installed into its own environment the first time, started once, stopped at the end."""
+    from mlflow_server import mlflow_server
+
+    yield from mlflow_server(request.config, tmp_path_factory)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     import tempfile
 

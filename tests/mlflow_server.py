@@ -79,7 +79,11 @@ class MlflowServer:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+        # Job execution off: mlflow 3 otherwise starts a job runner and 7 huey workers for its
+        # GenAI jobs, which keep both cores busy for ~15 s after /health answers.
+        env = os.environ | {
+            "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }  # fmt: skip
         log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - the server writes it
         started = time.monotonic()
         self._process = subprocess.Popen(

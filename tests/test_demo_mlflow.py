@@ -252,3 +252,19 @@ async def test_faults_reach_the_client_as_retryable(fake, wired):
         await client.run(fake.running.run_id)
     assert caught.value.retryable and caught.value.status == 503
     assert (await client.run(fake.running.run_id)).is_running
+
+
+async def test_a_metric_tail_failing_between_two_pages_keeps_its_place(fake, wired, clock):
+    """Page 1 answers, page 2 fails: the next poll brings both pages' points, none twice."""
+    client, _ = wired
+    tail = MetricTail(client, fake.running.run_id, "train_loss", page_size=100)
+    first = await tail.poll()
+    seen = [p.step for p in first.points]
+    clock.now += 2.0 * 150  # 150 more steps: the tail's page fills and one more page starts
+    fake.faults.delay_next(0)  # the re-read of the tail's page answers
+    fake.faults.fail_next(503)  # the next page does not
+    with pytest.raises(MlflowError):
+        await tail.poll()
+    update = await tail.poll()
+    steps = seen + [p.step for p in update.points]
+    assert steps == list(range(1, steps[-1] + 1)) and len(update.points) == 150

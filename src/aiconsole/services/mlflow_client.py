@@ -201,7 +201,7 @@ class MlflowClient:
         if status == 404:
             return self._error(f"{doing}: not found (HTTP 404){detail}", False, status)
         retryable = status >= 500 or status in (408, 429)
-        return self._error(f"{doing}: MLflow answered HTTP {status}{detail}", retryable, status)
+        return self._error(f"{doing}: HTTP {status}{detail}", retryable, status)
 
     def _error(self, message: str, retryable: bool, status: int | None = None) -> MlflowError:
         for secret in self._secrets:
@@ -232,24 +232,34 @@ class MetricTail:
         self.last: MetricPoint | None = None
 
     async def poll(self) -> TailUpdate:
+        """The points added since the last poll. All or nothing: a poll that fails (on any of
+        its pages) changes nothing, so the next one brings its points too."""
         reset = False
         new: list[MetricPoint] = []
+        token, seen = self._page_token, self._seen_in_page
         while True:
             points, next_token = await self.client.history_page(
-                self.run_id, self.key, page_token=self._page_token, max_results=self.page_size
+                self.run_id, self.key, page_token=token, max_results=self.page_size
             )
-            if len(points) < self._seen_in_page:  # the history shrank under us: start over
-                self._page_token, self._seen_in_page, new, reset = None, 0, [], self.loaded
+            if len(points) < seen:  # the history shrank under us: start over
+                token, seen, new, reset = None, 0, [], self.loaded
                 continue
-            new += points[self._seen_in_page :]
+            new += points[seen:]
             if next_token is None:
-                self._seen_in_page = len(points)
+                seen = len(points)
                 break
-            self._page_token, self._seen_in_page = next_token, 0
-        self.loaded = True
+            token, seen = next_token, 0
+        self._page_token, self._seen_in_page, self.loaded = token, seen, True
         if new:
             self.last = new[-1]
         return TailUpdate(tuple(new), reset)
+
+    def checkpoint(self) -> tuple:
+        """Where the tail stands (`restore` goes back there): for a poll of several tails."""
+        return (self._page_token, self._seen_in_page, self.loaded, self.last)
+
+    def restore(self, checkpoint: tuple) -> None:
+        self._page_token, self._seen_in_page, self.loaded, self.last = checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,10 +285,35 @@ class RunTail:
         self.done = False
         self.run: Run | None = None
 
+    def use_client(self, client: MlflowClient) -> None:
+        """Go on with another client (a forward moved to a new port): the tail's place is kept."""
+        self.client = client
+        for tail in self._tails.values():
+            tail.client = client
+
     async def poll(self) -> RunUpdate:
         if self.done and self.run is not None:
             return RunUpdate(self.run, {}, True)  # nothing asked: an ended run does not change
         run = await self.client.run(self.run_id)
+        # All or nothing: if a later metric's read fails, the points already read this poll
+        # would be lost with the exception. So every tail goes back to where it stood, and
+        # the next poll reads them again.
+        saved = {key: tail.checkpoint() for key, tail in self._tails.items()}
+        seen = dict(self._latest_seen)
+        try:
+            updates = await self._read_moved(run)
+        except BaseException:
+            self._tails = {key: tail for key, tail in self._tails.items() if key in saved}
+            for key, tail in self._tails.items():
+                tail.restore(saved[key])
+            self._latest_seen = seen
+            raise
+        self.run = run
+        self.done = run.is_finished
+        return RunUpdate(run, updates, self.done)
+
+    async def _read_moved(self, run: Run) -> dict[str, TailUpdate]:
+        """The new points of each tailed metric whose latest point moved."""
         updates: dict[str, TailUpdate] = {}
         for key, latest in run.latest.items():
             if self._keys is not None and key not in self._keys:
@@ -290,9 +325,7 @@ class RunTail:
             )
             updates[key] = await tail.poll()
             self._latest_seen[key] = latest.identity
-        self.run = run
-        self.done = run.is_finished
-        return RunUpdate(run, updates, self.done)
+        return updates
 
 
 # -- parsing -------------------------------------------------------------------------------
