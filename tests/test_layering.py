@@ -16,6 +16,7 @@ CORE_MODULES = (
     "aiconsole.config_problems",
     "aiconsole.config_fields",
     "aiconsole.config_chat",
+    "aiconsole.config_training",
     "aiconsole.config_cmds",
     "aiconsole.starter_config",
     "aiconsole.paths",
@@ -26,6 +27,8 @@ CORE_MODULES = (
     "aiconsole.commands_chat",
     "aiconsole.commands_models",
     "aiconsole.commands_telemetry",
+    "aiconsole.commands_training",
+    "aiconsole.commands_runs",
     "aiconsole.cli",
 )
 

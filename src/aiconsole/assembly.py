@@ -238,3 +238,30 @@ def open_chat_history(runtime: Runtime):
     from aiconsole.services.chat_history import ChatHistory
 
     return ChatHistory.open(runtime.chat_history_path)
+
+
+def tracking_servers(settings: Settings) -> list:
+    """Every `mlflow` service of the fleet, in config order."""
+    from aiconsole.domain.training import TrackingServer
+
+    return [
+        TrackingServer(vm.name, service.name, service.api_key_env, service.username, vm.hourly_usd)
+        for vm in settings.vm
+        for service in vm.service
+        if service.kind == "mlflow"
+    ]
+
+
+def build_training(settings: Settings, endpoints, *, on_activity=None, environ=os.environ, clock=None):
+    """The MLflow watch over `endpoints` (the hub's, or the CLI's own). Only the servers'
+    secret variables (and their ``_FILE`` forms) are taken from `environ`."""
+    from aiconsole.services.training import TrainingOptions, TrainingWatch
+
+    servers = tracking_servers(settings)
+    names = {name for s in servers if s.api_key_env for name in (s.api_key_env, s.api_key_env + "_FILE")}
+    extra: dict = {"environ": {name: environ[name] for name in names if name in environ}}
+    if on_activity is not None:
+        extra["on_activity"] = on_activity
+    if clock is not None:
+        extra["clock"] = clock
+    return TrainingWatch(servers, endpoints, TrainingOptions.of(settings.training), **extra)

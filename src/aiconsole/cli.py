@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     stop = vm.add_parser("stop", parents=[common], help="stop a VM (asks first) and wait until it stops")
     stop.add_argument("name")
     stop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    stop.add_argument(
+        "--force", action="store_true",
+        help="stop even while an MLflow run is RUNNING on it (--yes alone refuses then); implies --yes",
+    )  # fmt: skip
     stop.set_defaults(handler=_run_vm_power, action="stop")
 
     models = commands.add_parser("models", help="list, pull or remove Ollama models").add_subparsers(
@@ -75,8 +79,93 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("model")
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     remove.set_defaults(handler=_run_models, action="rm")
+    _add_runs(commands, common)
     _add_chat(commands, common)
     return parser
+
+
+_RUNS_LIST_EPILOG = """\
+Only mlflow services on a running VM are asked; a stopped VM's is named on stderr. The table
+puts RUNNING runs first; for them LAST METRIC says how long ago the run last logged (a run
+killed without ending stays RUNNING in MLflow). --json prints {"at", "servers": [{"vm",
+"service", "vm_running", "power", "error", "fetched_at", "runs"}], "runs": [{"vm", "service",
+"id", "name", "experiment_id", "experiment", "status", "start_time", "end_time", "duration_s",
+"last_metric_at", "user", "params", "tags", "metrics": {KEY: {"value", "value_text", "step",
+"timestamp"}}}]}: strict JSON, so a NaN or infinite metric has "value": null and "value_text"
+"NaN", "Infinity" or "-Infinity" ("value_text" is null for a finite value). Exit status:
+0 listed, 1 a server failed (the others are still listed) or no mlflow service, 2 bad usage.
+
+examples:
+  aiconsole runs list
+  aiconsole runs list training --status RUNNING
+  aiconsole runs list --json | jq -r '.runs[] | select(.status == "RUNNING") | .id'
+"""
+
+_RUNS_TAIL_EPILOG = """\
+Prints the last N points of each metric, then every new point as it is logged, one line each:
+STEP  KEY  VALUE  HH:MM:SS (local time; the value exact, NaN/Infinity/-Infinity spelled out).
+Status lines (the run found, retries while MLflow does not answer, "run NAME ended: STATUS")
+go to stderr, so a pipe gets only points. Exit status: 0 the run ended FINISHED, 1 it ended
+FAILED or KILLED, or was not found, or the server refused; 2 bad usage; 130 Ctrl+C.
+
+examples:
+  aiconsole runs tail 3f2a9c0d41e84b6f8a0c1d2e3f4a5b6c
+  aiconsole runs tail 3f2a9c0d41e84b6f8a0c1d2e3f4a5b6c --metric train_loss --metric eval_loss -n 50
+  aiconsole runs tail 3f2a9c0d41e84b6f8a0c1d2e3f4a5b6c --vm training --interval 10 | tee loss.log
+"""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (0.05 to 3600 seconds)")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+_RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")  # MLflow's RunStatus
+
+
+def _add_runs(commands, common: argparse.ArgumentParser) -> None:
+    runs = commands.add_parser("runs", help="list MLflow runs or follow one's metrics").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    listing = runs.add_parser(
+        "list", parents=[common], help="the runs of every mlflow service on a running VM (or one VM's)",
+        description="List the MLflow runs of the fleet's tracking servers.",
+        epilog=_RUNS_LIST_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    listing.add_argument("vm", metavar="VM", nargs="?", help="only this VM's mlflow services")
+    listing.add_argument("--json", action="store_true", help="machine-readable output (see below)")
+    listing.add_argument("--status", metavar="S", type=str.upper, choices=_RUN_STATUSES,
+                         help=f"only runs with this status ({', '.join(_RUN_STATUSES)})")  # fmt: skip
+    listing.set_defaults(handler=_run_runs, action="list")
+    tail = runs.add_parser(
+        "tail", parents=[common], help="print a run's metric points as they are logged, until it ends",
+        description="Follow one MLflow run's metrics until the run ends.",
+        epilog=_RUNS_TAIL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    tail.add_argument("run_id", metavar="RUN_ID", help="the run's id (aiconsole runs list shows them)")
+    tail.add_argument("--metric", metavar="KEY", action="append", dest="metrics",
+                      help="only this metric (repeat for more; default: every metric)")  # fmt: skip
+    tail.add_argument("--vm", metavar="VM", help="ask only this VM's mlflow services")
+    tail.add_argument("-n", dest="last", metavar="N", type=_count, default=10,
+                      help="points of each metric shown from before (default: 10)")  # fmt: skip
+    tail.add_argument("--interval", metavar="S", type=_positive_float,
+                      help="seconds between polls (default: [training] tail_s)")  # fmt: skip
+    tail.set_defaults(handler=_run_runs, action="tail")
 
 
 _CHAT_EPILOG = """\
@@ -227,11 +316,11 @@ def _run_gpus(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _run_vm_power(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from aiconsole.commands import power_command
+    from aiconsole.commands import PowerRequest, power_command
 
     def power(runtime) -> int:
-        yes = getattr(args, "yes", False)
-        return power_command(runtime, args.name, args.action, assume_yes=yes, out=sys.stdout, err=sys.stderr)
+        request = PowerRequest(args.name, args.action, getattr(args, "yes", False), getattr(args, "force", False))
+        return power_command(runtime, request, out=sys.stdout, err=sys.stderr, environ=environ)
 
     return _with_runtime(args, environ, power)
 
@@ -247,6 +336,23 @@ def _run_models(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return commands_models.rm_command(
             runtime, args.vm, args.model, assume_yes=args.yes, out=sys.stdout, err=sys.stderr
         )
+
+    return _with_runtime(args, environ, run)
+
+
+def _run_runs(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from aiconsole import commands_runs
+
+    def run(runtime) -> int:
+        if args.action == "list":
+            return commands_runs.list_command(
+                runtime, args.vm, status=args.status, as_json=args.json, out=sys.stdout, err=sys.stderr,
+                environ=environ,
+            )  # fmt: skip
+        request = commands_runs.TailRequest(
+            args.run_id, tuple(args.metrics) if args.metrics else None, args.vm, args.last, args.interval
+        )
+        return commands_runs.tail_command(runtime, request, out=sys.stdout, err=sys.stderr, environ=environ)
 
     return _with_runtime(args, environ, run)
 

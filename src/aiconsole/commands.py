@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import TextIO
 
 from aiconsole.assembly import Runtime
+from aiconsole.commands_training import confirm_guarded_stop, stop_check
 from aiconsole.domain.fleet import FleetSnapshot, VmSnapshot
 from aiconsole.domain.format import format_duration, format_percent, format_usd
 from aiconsole.domain.power import PowerState
@@ -128,14 +131,25 @@ def _vm_row(vm: VmSnapshot) -> tuple[str, ...]:
     )
 
 
+@dataclass(frozen=True)
+class PowerRequest:
+    name: str
+    action: str
+    """"start" or "stop"."""
+    assume_yes: bool = False
+    force: bool = False
+    """Stop even with a RUNNING MLflow run on the VM (`--yes` alone is not enough then)."""
+
+
 def power_command(
-    runtime: Runtime, name: str, action: str, *, assume_yes: bool, out: TextIO, err: TextIO,
-    ask: Callable[[str], str] = input,
+    runtime: Runtime, request: PowerRequest, *, out: TextIO, err: TextIO,
+    ask: Callable[[str], str] = input, environ: Mapping[str, str] = os.environ,
 ) -> int:
-    return asyncio.run(_power(runtime, name, action, assume_yes, out, err, ask))
+    return asyncio.run(_power(runtime, request, out, err, ask, environ))
 
 
-async def _power(runtime: Runtime, name: str, action: str, assume_yes: bool, out: TextIO, err: TextIO, ask) -> int:
+async def _power(runtime: Runtime, request: PowerRequest, out: TextIO, err: TextIO, ask, environ) -> int:
+    name, action = request.name, request.action
     monitor = runtime.monitor
     try:
         await monitor.open()
@@ -148,8 +162,14 @@ async def _power(runtime: Runtime, name: str, action: str, assume_yes: bool, out
         if vm.power is (PowerState.RUNNING if action == "start" else PowerState.STOPPED):
             print(f"{name} is already {vm.power.value}.", file=out)
             return EXIT_OK
-        if action == "stop" and not assume_yes and not await _confirm_stop(vm, out, err, ask):
-            return EXIT_USAGE if not sys.stdin.isatty() else EXIT_FAILED
+        if action == "stop":
+            check = await stop_check(runtime, name, environ)
+            if not check.clear:
+                now = monitor.snapshot().at
+                if not await confirm_guarded_stop(vm, check, force=request.force, out=out, err=err, ask=ask, now=now):
+                    return EXIT_FAILED
+            elif not (request.assume_yes or request.force) and not await _confirm_stop(vm, out, err, ask):
+                return EXIT_USAGE if not sys.stdin.isatty() else EXIT_FAILED
         return await _carry_out(runtime, vm, action, out, err)
     except UnknownVmError as error:
         print(f"aiconsole: {error}", file=err)
@@ -198,7 +218,8 @@ async def _carry_out(runtime: Runtime, vm: VmSnapshot, action: str, out: TextIO,
     poller = asyncio.create_task(monitor.run())
     printer = asyncio.create_task(_print_transitions(monitor, vm.name, vm.power, out))
     try:
-        await (monitor.start_vm(vm.name) if action == "start" else monitor.stop_vm(vm.name))
+        # The stop was checked (and confirmed twice if need be) above: nothing to guard here.
+        await (monitor.start_vm(vm.name) if action == "start" else monitor.stop_vm(vm.name, force=True))
     except ProviderError as error:
         print(f"aiconsole: {action} {vm.name} failed: {error.message}", file=err)
         return EXIT_FAILED

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from aiconsole.config_chat import ChatConfig
+from aiconsole.config_training import TrainingConfig
 from aiconsole.config_fields import EnvName, HttpUrl, ModelName, NonBlank, Section, Slug, SshTarget
 from aiconsole.config_file import (
     ConfigError,
@@ -46,7 +47,7 @@ from aiconsole.starter_config import STARTER_CONFIG, write_starter_config
 
 __all__ = [
     "STARTER_CONFIG", "BudgetConfig", "ChatConfig", "CommandConfig", "ConfigError", "ConfigProblem",
-    "ProxmoxConfig", "SecretError", "ServiceConfig", "Settings", "TensorDockConfig", "UiConfig",
+    "ProxmoxConfig", "SecretError", "ServiceConfig", "Settings", "TensorDockConfig", "TrainingConfig", "UiConfig",
     "VmConfig", "load_settings", "resolve_secret", "secret_env_refs", "settings_from_data",
     "settings_from_toml_text",
     "write_starter_config",
@@ -208,7 +209,21 @@ class ServiceConfig(Section):
     via_ssh: bool = False
     """Reach the URL through the VM's SSH connection, so its host is as seen from the VM."""
     api_key_env: EnvName | None = None
-    """Environment variable holding the service's API key, if it needs one."""
+    """Environment variable holding the service's API key, if it needs one (or ``<NAME>_FILE``:
+    a 0600 file). For ``mlflow``: the bearer token, or with `username` the password."""
+    username: NonBlank | None = None
+    """``mlflow`` only: the user for HTTP basic auth (MLflow's ``--app-name basic-auth``); the
+    password is read from `api_key_env`. Not secret, so it may be written here."""
+
+    @model_validator(mode="after")
+    def _username_for_mlflow(self) -> Self:
+        if self.username is None:
+            return self
+        if self.kind != "mlflow":
+            raise ValueError(f"username is only used by mlflow services (basic auth), not {self.kind!r}")
+        if self.api_key_env is None:
+            raise ValueError("username needs api_key_env: the variable holding the password")
+        return self
 
 
 class VmConfig(Section):
@@ -300,6 +315,8 @@ class Settings(Section):
     """The model library: suggested models, refresh, fit estimates."""
     chat: ChatConfig = Field(default_factory=ChatConfig)
     """The chat: where it opens, ``auto`` routing, personas, history."""
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    """The Training tab: how often MLflow is read, the stop guard's patience."""
     keys: dict[str, Annotated[str, AfterValidator(_check_key_list)]] = Field(default_factory=dict)
     """Binding id -> comma-separated keys (``vm-start = "ctrl+s"``), overriding the defaults;
     the ids are listed in docs/keybindings.md."""

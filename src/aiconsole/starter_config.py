@@ -79,9 +79,11 @@ api_key_env = "TENSORDOCK_API_KEY"
 
 [[vm.service]]
 name = "mlflow"
-kind = "mlflow"
+kind = "mlflow"              # the Training tab; a RUNNING run keeps the VM from stopping
 url = "http://127.0.0.1:5001"
 via_ssh = true
+# api_key_env = "MLFLOW_TRACKING_TOKEN"   # if the server asks for a token
+# username = "operator"                   # basic auth: then api_key_env holds the password
 
 [[vm.service]]
 name = "training-api"
@@ -162,6 +164,12 @@ system = """You are the editorial assistant of a technical blog about running AI
 one's own GPUs. You help draft and tighten posts, propose titles, review style (clear,
 concrete, no hype), suggest tags and a two-sentence excerpt, and translate between French
 and English keeping technical terms exact."""
+
+# The Training tab, the MLflow runs' idle signal and the stop guard.
+[training]
+refresh_s = 15               # each MLflow server's runs, while its VM runs
+tail_s = 3                   # the shown run's new metric points, while the tab shows
+stop_check_timeout_s = 10    # no answer before a stop: asked twice, as for a RUNNING run
 
 [ui]
 theme = "aiconsole-dark"

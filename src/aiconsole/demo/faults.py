@@ -55,6 +55,10 @@ class FaultPlan:
     def drop_next(self, times: int = 1) -> None:
         self._queue.extend(_Fault(drop=True) for _ in range(times))
 
+    def clear(self) -> None:
+        """Drop the faults not played yet: the service is healthy again."""
+        self._queue.clear()
+
     @property
     def pending(self) -> int:
         return len(self._queue)

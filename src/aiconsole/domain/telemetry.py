@@ -95,6 +95,19 @@ class GpuHistory:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuTimelinePoint:
+    """A VM's GPUs over one bucket of a long timeline (services/gpu_timeline.py): the
+    hottest GPU, VRAM used and total summed over GPUs, power summed; each the bucket's max."""
+
+    at_s: float
+    """The bucket's start, epoch seconds."""
+    temp_c: float | None = None
+    vram_used_mib: float | None = None
+    vram_total_mib: float | None = None
+    power_w: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GpuView:
     """One GPU as the panes show it: its latest sample, levels, freshness and history."""
 

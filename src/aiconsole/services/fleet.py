@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
@@ -26,6 +26,7 @@ from aiconsole.domain.fleet import FleetSnapshot
 from aiconsole.domain.idle import ActivityKind, ActivitySignal
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.sanitize import sanitize_line
+from aiconsole.domain.training import StopCheck
 from aiconsole.domain.vm_view import PowerObservation, build_vm_snapshot
 from aiconsole.services.clock import utc_now
 from aiconsole.services.ledger import Ledger
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 ProviderFactory = Callable[[object], VmProvider]
 """Builds the provider for one VM config; may raise ProviderError (e.g. a missing key)."""
+StopGuard = Callable[[str], Awaitable["StopCheck"]]
+"""Asked before a VM is stopped: what still runs on it (the MLflow watch's `stop_check`)."""
 
 MAX_BACKOFF_SECONDS = 300.0
 PERSIST_ACTIVITY_EVERY_S = 60.0
@@ -76,6 +79,14 @@ class UnknownVmError(KeyError):
         return f"no VM named {self.args[0]!r} in the config"
 
 
+class StopGuarded(ProviderError):
+    """A stop refused because work still runs on the VM; `stop_vm(..., force=True)` overrides."""
+
+    def __init__(self, check: StopCheck, now: datetime) -> None:
+        self.check = check
+        super().__init__(ProviderErrorKind.FAILED, f"not stopping {check.vm}: " + "; ".join(check.warnings(now)))
+
+
 class FleetMonitor:
     def __init__(
         self,
@@ -99,6 +110,7 @@ class FleetMonitor:
         self._resources = resources
         self._stack = AsyncExitStack()
         self._opened = False
+        self._stop_guard: StopGuard | None = None
         self._states: dict[str, _VmState] = {vm.name: _VmState(vm) for vm in settings.vm}
         for state in self._states.values():
             self._load_history(state)
@@ -187,8 +199,29 @@ class FleetMonitor:
     async def start_vm(self, name: str) -> None:
         await self._power(self._state(name), "start")
 
-    async def stop_vm(self, name: str) -> None:
-        await self._power(self._state(name), "stop")
+    async def stop_vm(self, name: str, *, force: bool = False) -> None:
+        """Stop `name`; unless `force`, refused (StopGuarded) while the stop guard finds work on it."""
+        state = self._state(name)
+        if not force:
+            check = await self.stop_check(name)
+            if not check.clear:
+                raise StopGuarded(check, self._clock())
+        await self._power(state, "stop")
+
+    def set_stop_guard(self, guard: StopGuard | None) -> None:
+        """What `stop_check` asks (the MLflow watch); None: nothing is checked."""
+        self._stop_guard = guard
+
+    async def stop_check(self, name: str) -> StopCheck:
+        """What still runs on `name` and would be lost by stopping it (clear without a guard)."""
+        self._state(name)
+        if self._stop_guard is None:
+            return StopCheck(name)
+        try:
+            return await self._stop_guard(name)
+        except Exception as error:  # a guard that fails has not shown the VM idle: ask again
+            log.exception("stop guard for %s failed", name)
+            return StopCheck(name, failed=sanitize_line(f"{type(error).__name__}: {error}"))
 
     def note_activity(self, name: str, kind: str, detail: str, at: datetime | None = None) -> None:
         """An activity signal from outside (GPU use, later chat streams...): resets the idle timer.

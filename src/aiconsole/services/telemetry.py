@@ -26,6 +26,7 @@ from aiconsole.domain.telemetry import FeedState, HostOutline, HostTelemetry, Te
 from aiconsole.services.endpoints import Endpoints
 from aiconsole.services.gpu_feed import LocalGpuFeed, RemoteGpuFeed, RoundBatcher
 from aiconsole.services.gpu_feed_base import GpuFeed, utc_now
+from aiconsole.services.gpu_timeline import GpuTimeline
 from aiconsole.services.health import HealthChecker
 from aiconsole.services.ssh import SshError, SshPool
 from aiconsole.services.tasks import cancel_until_done
@@ -77,6 +78,8 @@ class TelemetryHub:
         self._unchecked: set[str] = set()
         """Running VMs whose services were not checked since they started or connected."""
         self._check_soon = asyncio.Event()
+        self.timeline = GpuTimeline()
+        """Each VM's GPUs over the last day at a coarse step (the Training tab's GPU strips)."""
         self._merged: dict[str, tuple[HostTelemetry | None, tuple[ServiceHealth, ...], HostTelemetry]] = {}
         self._outlines: dict[str, tuple[HostOutline | None, tuple[ServiceHealth, ...], HostOutline]] = {}
 
@@ -149,7 +152,15 @@ class TelemetryHub:
                 for vm, busy in self.busy(now).items():
                     if busy:
                         on_busy(vm, now)
+                self.record_timeline()
                 await asyncio.sleep(1.0)
+
+    def record_timeline(self) -> None:
+        """Every remote VM's latest frame into the long timeline (a frame already in it is skipped)."""
+        for name, feed in self._feeds.items():
+            frame = feed.last_frame
+            if frame is not None:
+                self.timeline.record(name, frame.at.timestamp(), frame.gpus)
 
     async def aclose(self) -> None:
         tasks = list(self._tasks.values())

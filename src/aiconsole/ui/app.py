@@ -10,6 +10,7 @@ config ends the app with exit status 2 and the same message the CLI prints.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -27,10 +28,12 @@ from aiconsole.ui.themes import DEFAULT_THEME, bundled_theme_dirs, load_themes
 
 if TYPE_CHECKING:
     from aiconsole.assembly import Runtime
+    from aiconsole.domain.training import StopCheck
     from aiconsole.runtime import RuntimeRequest
     from aiconsole.services.chat_service import ChatService
     from aiconsole.services.model_library import ModelLibrary
     from aiconsole.services.telemetry import TelemetryHub
+    from aiconsole.services.training import TrainingWatch
     from aiconsole.ui.console_tabs import ConsoleTabs
     from aiconsole.ui.fleet_pane import FleetPane
     from aiconsole.ui.help import KeyRow
@@ -44,6 +47,7 @@ TAB_PALETTE = (
     ("services", "Show Services", "Each service's health"),
     ("models", "Show Models", "Each VM's Ollama models and pulls"),
     ("chat", "Show Chat", "Talk to a model on a VM"),
+    ("training", "Show Training", "MLflow runs, live metrics, the GPU beside them"),
 )
 
 EXIT_BAD_CONFIG = 2
@@ -84,6 +88,7 @@ class MainScreen(Screen[None]):
         binding("tab-services", "show_tab('services')", label="Services", group=TAB_KEYS),
         binding("tab-models", "show_tab('models')", label="Models", group=TAB_KEYS),
         binding("tab-chat", "show_tab('chat')", label="Chat", group=TAB_KEYS),
+        binding("tab-training", "show_tab('training')", label="Training", group=TAB_KEYS),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -125,6 +130,10 @@ class AiConsoleApp(App[None]):
         self.runtime: Runtime | None = None
         self.hub: TelemetryHub | None = None
         """The telemetry hub, once built (after the tabs show)."""
+        self.training: TrainingWatch | None = None
+        """The MLflow watch, once built (after the hub)."""
+        self._training_ready = asyncio.Event()
+        """Set once the watch is built or cannot be (the stop guard waits for it)."""
         self.read_only = read_only
         self._forced_theme = theme_name
         self._set_subtitle(source)
@@ -176,6 +185,7 @@ class AiConsoleApp(App[None]):
         from aiconsole.ui.console_tabs import ConsoleTabs
         from aiconsole.ui.fleet_pane import fleet_pane
         from aiconsole.ui.model_source import ModelsOptions
+        from aiconsole.ui.training_pane import TrainingPaneOptions
 
         self.query_one("#loading").remove()
         fleet = fleet_pane(runtime.monitor, read_only=self.read_only, id="fleet")
@@ -184,13 +194,17 @@ class AiConsoleApp(App[None]):
             telemetry=self._telemetry_on,
             models=ModelsOptions.of(runtime.settings),
             chat=ChatPaneOptions.of(runtime.settings),
+            training=TrainingPaneOptions.of(runtime.settings),
             read_only=self.read_only,
             id="console",
         )
         self.mount(console, before=self.query_one(Footer))
+        runtime.monitor.set_stop_guard(self._stop_check)  # before any stop key can be pressed
         self.refresh_bindings()  # the tab keys (MainScreen) work from now on
         for warning in self._warnings:
             self.notify(warning, severity="warning", timeout=10, markup=False)
+        if not self._telemetry_on:
+            self._training_ready.set()
         if self._telemetry_on:
             # After the panes have painted: importing asyncssh in a thread still competes for the GIL.
             self.call_after_refresh(
@@ -217,12 +231,15 @@ class AiConsoleApp(App[None]):
         monitor = runtime.monitor
         library = await self._start_models(runtime, hub)
         chat = self._start_chat(runtime, hub)
+        training = self._start_training(runtime, hub)
         try:
             await hub.run(monitor.powers, on_busy=lambda vm, at: monitor.note_activity(vm, "gpu", "GPU busy", at))
         except Exception as error:  # shown, never fatal: the Fleet tab goes on without gauges
             self.hub = None
             self._telemetry_failed(error)
         finally:
+            if training is not None:
+                await training.aclose()
             if chat is not None:
                 await chat.aclose()
             if library is not None:
@@ -276,7 +293,50 @@ class AiConsoleApp(App[None]):
             console.use_chat(service, history)
         return service
 
+    def _start_training(self, runtime: Runtime, hub: TelemetryHub) -> TrainingWatch | None:
+        """The MLflow watch on the hub's endpoints, reading in the background (a RUNNING run is
+        activity for its VM's idle timer); it also answers the stop guard. Never fatal."""
+        from aiconsole.assembly import build_training
+
+        console, monitor = self.console_tabs, runtime.monitor
+        try:
+            watch = build_training(
+                runtime.settings, hub.endpoints, on_activity=lambda vm, detail: monitor.note_activity(vm, "mlflow", detail)
+            )
+        except Exception as error:  # shown, never fatal
+            if console is not None:
+                console.training.failed(error)
+            return None
+        self.training = watch
+        self._training_ready.set()
+        if watch.servers:
+            self.run_worker(watch.run(monitor.powers), group="training-watch", exclusive=True, exit_on_error=False)
+        if console is not None:
+            console.use_training(watch, hub.timeline)
+        return watch
+
+    async def _stop_check(self, vm: str) -> StopCheck:
+        """The stop guard: what the MLflow watch finds on `vm`. A VM without an mlflow service
+        is clear at once; one with, while the watch is not up yet, waits for it (bounded)."""
+        import asyncio
+
+        from aiconsole.domain.training import StopCheck
+
+        settings = self.runtime.settings if self.runtime is not None else None
+        config = settings.vm_named(vm) if settings is not None else None
+        if config is None or not any(service.kind == "mlflow" for service in config.service):
+            return StopCheck(vm)
+        timeout = settings.training.stop_check_timeout_s
+        try:
+            await asyncio.wait_for(self._training_ready.wait(), timeout)
+        except TimeoutError:
+            return StopCheck(vm, failed=f"the MLflow watch did not start within {timeout:g} s")
+        if self.training is None:
+            return StopCheck(vm, failed="the MLflow watch is off")
+        return await self.training.stop_check(vm)
+
     def _telemetry_failed(self, error: Exception) -> None:
+        self._training_ready.set()  # no watch will come: the stop guard says so at once
         self.notify(f"GPU telemetry is off: {error}", severity="error", markup=False, timeout=15)
         if (console := self.console_tabs) is not None:
             console.telemetry_failed(error)
@@ -343,6 +403,8 @@ class AiConsoleApp(App[None]):
             for title, help_text, callback, discover in console.models.commands():
                 yield SystemCommand(title, help_text, callback, discover)
             for title, help_text, callback in console.chat.commands():
+                yield SystemCommand(title, help_text, callback)
+            for title, help_text, callback in console.training.commands():
                 yield SystemCommand(title, help_text, callback)
         if self.read_only:
             return

@@ -1,4 +1,4 @@
-"""The console's tabs (Fleet, GPUs, Services, Models, Chat) and the one 1 s tick that feeds them.
+"""The console's tabs (Fleet, GPUs, Services, Models, Chat, Training) and the one 1 s tick that feeds them.
 
 Each tick takes ONE telemetry snapshot (`TelemetryHub.snapshot()`), notifies the
 threshold crossings since the last tick (each once, whichever tab shows), and draws
@@ -15,7 +15,9 @@ to import) the GPUs and Services tabs say "starting telemetry…"; if it failed,
 why. The Models tab waits for the model library, built after the hub (`use_models`); it
 is told when it hides, so that it stops refreshing and drawing pulls. The Chat tab
 waits for the chat service (built after the model library) and paints its own replies;
-the tick only redraws its bar (the VM's power).
+the tick only redraws its bar (the VM's power). The Training tab waits for the MLflow watch
+(built with the chat); the tick redraws its runs list, and it tails the shown run itself
+while it shows (`shown`/`hidden`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from aiconsole.ui.models_pane import STARTING as MODELS_STARTING
 from aiconsole.ui.models_pane import models_pane
 from aiconsole.ui.services_pane import ServicesPane
 from aiconsole.ui.telemetry_pane import OFF, STARTING, TelemetryPane, failed
+from aiconsole.ui.training_pane import TrainingPane, TrainingPaneOptions
 
 if TYPE_CHECKING:
     from textual.timer import Timer
@@ -47,7 +50,9 @@ if TYPE_CHECKING:
     from aiconsole.domain.gpu_levels import LevelCrossing
     from aiconsole.domain.telemetry import TelemetrySnapshot
 
-TABS: dict[str, str] = {"fleet": "Fleet", "gpus": "GPUs", "services": "Services", "models": "Models", "chat": "Chat"}
+TABS: dict[str, str] = {
+    "fleet": "Fleet", "gpus": "GPUs", "services": "Services", "models": "Models", "chat": "Chat", "training": "Training",
+}  # fmt: skip
 """Tab name (as the `show_tab` action and the palette name it) -> its title."""
 _PANE_SUFFIX = "-tab"
 
@@ -113,6 +118,7 @@ class ConsoleTabs(Vertical):
         telemetry: bool = True,
         models: ModelsOptions | None = None,
         chat: ChatPaneOptions | None = None,
+        training: TrainingPaneOptions | None = None,
         read_only: bool = False,
         id: str | None = None,
     ) -> None:
@@ -125,8 +131,10 @@ class ConsoleTabs(Vertical):
         models_status = MODELS_STARTING if telemetry else MODELS_OFF
         self.models = models_pane(models or ModelsOptions(), read_only=read_only, status=models_status, id="models")
         self.chat = ChatPane(chat, read_only=read_only, id="chat")
+        self.training = TrainingPane(training, id="training")
         if not telemetry:
             self.chat.failed("it starts with telemetry, which is off")
+            self.training.failed("it starts with telemetry, which is off")
         self.source: TelemetrySource | None = None
         self.latest: TelemetrySnapshot | None = None
         """The snapshot of the last tick (None before the hub exists)."""
@@ -160,7 +168,10 @@ class ConsoleTabs(Vertical):
         return self.query_one(TabbedContent).active.removesuffix(_PANE_SUFFIX)
 
     def _panes(self) -> dict[str, Widget]:
-        return {"fleet": self.fleet, "gpus": self.gpus, "services": self.services, "models": self.models, "chat": self.chat}
+        return {
+            "fleet": self.fleet, "gpus": self.gpus, "services": self.services, "models": self.models, "chat": self.chat,
+            "training": self.training,
+        }  # fmt: skip
 
     def pane(self, name: str) -> Widget:
         return self._panes()[name]
@@ -186,6 +197,10 @@ class ConsoleTabs(Vertical):
                 self._tab_pane(other).visible = False  # what it drew goes out of date from now on
         if name != "models":
             self.models.hide()
+        if name == "training":
+            self.training.shown()
+        else:
+            self.training.hidden()
         if self._drawn != name:  # shown by a click or the tab strip's own keys: draw now
             self._tick_now()
         if not isinstance(self.screen.focused, Tabs):  # not while the operator moves along the strip
@@ -200,6 +215,8 @@ class ConsoleTabs(Vertical):
             target = self.fleet.default_focus
         elif name == "chat":
             target = self.chat.focus_target
+        elif name == "training":
+            target = self.training.focus_target
         else:
             pane = self.pane(name)
             assert isinstance(pane, TelemetryPane)
@@ -229,6 +246,7 @@ class ConsoleTabs(Vertical):
             pane.say(failed(error))
         self.models_failed(error)
         self.chat.failed(error)
+        self.training.failed(error)
         self.fleet.draw(None)
 
     def use_models(self, library: ModelSource) -> None:
@@ -251,6 +269,10 @@ class ConsoleTabs(Vertical):
         self.chat.use_service(service, history, models_for)
         if self.active == "chat" and self.screen.focused is None:  # the prompt came: it takes the keys
             self.call_after_refresh(self._focus, "chat")
+
+    def use_training(self, watch, timeline=None) -> None:
+        """The MLflow watch runs: the Training tab reads it (at once, if it shows)."""
+        self.training.use_watch(watch, timeline)
 
     def models_failed(self, error: object) -> None:
         """No model library (it could not be built, or telemetry stopped): the Models tab says why."""
@@ -284,6 +306,9 @@ class ConsoleTabs(Vertical):
             return
         if name == "chat":  # the transcript paints itself; the bar shows the VM's power
             self.chat.draw_bar()
+            return
+        if name == "training":  # the runs list and the shown run's header; its chart polls itself
+            self.training.draw()
             return
         pane = self.pane(name)
         assert isinstance(pane, TelemetryPane)

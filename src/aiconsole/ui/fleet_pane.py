@@ -20,6 +20,8 @@ from textual.message import Message
 from aiconsole.domain.fleet import FleetSnapshot, VmSnapshot
 from aiconsole.domain.format import format_usd
 from aiconsole.domain.power import PowerState
+from aiconsole.domain.training import StopCheck
+from aiconsole.services.fleet import StopGuarded
 from aiconsole.ui.bindings import binding
 from aiconsole.ui.confirm import ConfirmScreen
 from aiconsole.ui.widgets.budget_bar import BudgetBars
@@ -176,11 +178,23 @@ class FleetPane(VerticalScroll):
             self.notify(f"{vm.name} is already {vm.power.value}.", markup=False)
             return
 
-        def stop_if_confirmed(yes: bool | None) -> None:
-            if yes:
-                self._power(vm.name, "stop")
+        self.run_worker(self._stop_asking(vm), group=f"power-{vm.name}", exclusive=True, exit_on_error=False)
 
-        self.app.push_screen(_stop_question(vm), stop_if_confirmed)
+    async def _stop_asking(self, vm: VmSnapshot) -> None:
+        """Ask first; with work still on the VM (a RUNNING MLflow run), ask twice, naming it."""
+        check = await self.monitor.stop_check(vm.name)
+        if check.clear:
+            if await self.app.push_screen_wait(_stop_question(vm)):
+                await self._run_power(vm.name, "stop")
+            return
+        await self._stop_guarded(vm, check)
+
+    async def _stop_guarded(self, vm: VmSnapshot, check: StopCheck) -> None:
+        warnings = check.warnings(self.monitor.snapshot().at)
+        if not await self.app.push_screen_wait(guarded_stop_question(vm, warnings)):
+            return
+        if await self.app.push_screen_wait(guarded_stop_second_question(vm, check)):
+            await self._run_power(vm.name, "stop", force=True)
 
     def _power_target(self, action: str, name: str | None) -> VmSnapshot | None:
         """The named (else selected) VM if `action` may be done to it; else None, saying why."""
@@ -201,12 +215,17 @@ class FleetPane(VerticalScroll):
             self._run_power(name, action), group=f"power-{name}", exclusive=True, exit_on_error=False
         )
 
-    async def _run_power(self, name: str, action: str) -> None:
+    async def _run_power(self, name: str, action: str, *, force: bool = False) -> None:
         try:
             if action == "start":
                 await self.monitor.start_vm(name)
             else:
-                await self.monitor.stop_vm(name)
+                await self.monitor.stop_vm(name, force=force)
+        except StopGuarded as guarded:  # a run began while the question was open: ask about it
+            vm = self.vm_named(name)
+            if vm is not None:
+                await self._stop_guarded(vm, guarded.check)
+            return
         except Exception as error:  # shown, never fatal: the monitor also keeps it on the pane
             self.notify(f"{action} {name} failed: {error}", severity="error", markup=False, timeout=8)
         else:
@@ -223,6 +242,26 @@ def _stop_question(vm: VmSnapshot) -> ConfirmScreen:
         "Stopping ends whatever runs on it; disks are kept."
     )
     return ConfirmScreen(question, details, yes_label="Stop")
+
+
+def guarded_stop_question(vm: VmSnapshot, warnings: list[str]) -> ConfirmScreen:
+    """The first of the two questions before stopping a VM with work still going on it."""
+    question = Content.assemble("Stop ", (vm.name, "bold"), "? Training is still going on it")
+    details = Content(
+        "\n".join(f"• {line}" for line in warnings)
+        + "\n\nStopping ends the run: what it has not saved is lost, and MLflow will show it RUNNING"
+        " until someone ends it."
+    )
+    return ConfirmScreen(question, details, yes_label="Stop anyway")
+
+
+def guarded_stop_second_question(vm: VmSnapshot, check: StopCheck) -> ConfirmScreen:
+    """The second, explicit confirmation: it names what will be lost."""
+    names = check.run_names
+    what = f"the run {', '.join(names)}" if names else "whatever runs there"
+    question = Content.assemble("Really stop ", (vm.name, "bold"), f" and end {what}?")
+    details = Content(f"This is the second confirmation. {format_usd(vm.hourly_usd)}/h stops with it.")
+    return ConfirmScreen(question, details, yes_label="Stop and end it")
 
 
 class ReadOnlyFleetPane(FleetPane):
