@@ -147,6 +147,8 @@ async def test_the_tui_asks_twice_naming_the_run_and_a_no_keeps_it_running(tmp_p
     app = telemetry_app(tmp_path, fleet=fleet)
     async with app.run_test(size=(100, 40)) as pilot:
         await _training_running(pilot, app)
+        training = next(vm for vm in app.runtime.monitor.snapshot().vms if vm.name == "training")
+        assert training.idle.last_activity == "mlflow: MLflow run lora-r16 RUNNING"  # the idle timer heard it
         await _press_stop(pilot, app)
         await wait_until(pilot, lambda: "Training is still going on it" in screen_text(app), what="the first question")
         text = screen_text(app)

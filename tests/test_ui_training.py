@@ -184,3 +184,17 @@ async def test_key_6_shows_the_tab_which_says_why_it_is_off_without_telemetry(tm
         assert app.console_tabs.active == "training"
         assert "The Training tab is off: it starts with telemetry, which is off" in screen_text(app)
         assert "t Axis" in screen_text(app).splitlines()[-1]  # its keys in the footer
+
+
+async def test_the_palette_offers_the_tab_and_every_training_action(tmp_path) -> None:
+    from ui_helpers import demo_app, fleet_ready
+
+    app = demo_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fleet_ready(pilot)
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert "Show Training" in titles
+        assert [t for t in titles if t.startswith("Training: ")] == [
+            "Training: compare", "Training: next metric", "Training: log scale", "Training: steps or time",
+            "Training: params and tags", "Training: status filter", "Training: filter by name", "Training: refresh",
+        ]  # fmt: skip

@@ -47,19 +47,41 @@ def gpu_timeline(start_s: float, end_s: float, timeline: GpuTimeline | None = No
     return timeline
 
 
-class TrainingApp(App[None]):
-    """The Training tab and its footer; `move_on(s)` moves the fake's runs and the GPU on."""
+class TrainingTab(App[None]):
+    """The Training tab and its footer, fed by `watch` (its list read once at mount, then by
+    the test: `read_all`), drawn twice a second as the console's tick would."""
+
+    def __init__(self, watch: TrainingWatch, timeline: GpuTimeline | None, *, tail_s: float = 0.2) -> None:
+        super().__init__()
+        self.watch, self.timeline = watch, timeline
+        self.pane = TrainingPane(TrainingPaneOptions(tail_s=tail_s), id="training")
+
+    def compose(self) -> ComposeResult:
+        yield self.pane
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        await self.watch.read_all(RUNNING)
+        self.pane.use_watch(self.watch, self.timeline)
+        self.pane.shown()
+        self.pane.draw()
+        self.pane.focus_target.focus()
+        self.set_interval(0.5, self.pane.draw)
+
+    async def on_unmount(self) -> None:
+        await self.watch.aclose()
+
+
+class TrainingApp(TrainingTab):
+    """The tab on the demo's FakeMlflow; `move_on(s)` moves the fake's runs and the GPU on."""
 
     def __init__(self, fake: FakeMlflow, clock: FakeClock, *, tail_s: float = 0.2, timeline: bool = True) -> None:
-        super().__init__()
         self.fake, self.clock = fake, clock
-        endpoints = Endpoints()
-        endpoints.add(SERVER.vm, SERVER.service, fake.url)
         now = lambda: datetime.fromtimestamp(clock(), UTC)
-        self.watch = TrainingWatch([SERVER], endpoints, TrainingOptions(), clock=now)
         start = fake.running.start_ms / 1000
-        self.timeline = gpu_timeline(start, clock()) if timeline else None
-        self.pane = TrainingPane(TrainingPaneOptions(tail_s=tail_s), id="training")
+        super().__init__(
+            watch_on(fake.url, clock=now), gpu_timeline(start, clock()) if timeline else None, tail_s=tail_s
+        )
 
     async def move_on(self, seconds: float) -> None:
         """Time passes: the run logs more steps, the GPU more samples, and the watch reads again
@@ -69,22 +91,20 @@ class TrainingApp(App[None]):
             gpu_timeline(self.fake.running.start_ms / 1000, self.clock(), self.timeline)
         await self.watch.read_all(RUNNING)
 
-    def compose(self) -> ComposeResult:
-        yield self.pane
-        yield Footer()
-
     async def on_mount(self) -> None:
         await self.fake.start()
-        await self.watch.read_all(RUNNING)
-        self.pane.use_watch(self.watch, self.timeline)
-        self.pane.shown()
-        self.pane.draw()
-        self.pane.focus_target.focus()
-        self.set_interval(0.5, self.pane.draw)  # the console's tick, faster
+        await super().on_mount()
 
     async def on_unmount(self) -> None:
-        await self.watch.aclose()
+        await super().on_unmount()
         await self.fake.close()
+
+
+def watch_on(url: str, **options) -> TrainingWatch:
+    """A watch of the one server `SERVER` at `url`."""
+    endpoints = Endpoints()
+    endpoints.add(SERVER.vm, SERVER.service, url)
+    return TrainingWatch([SERVER], endpoints, TrainingOptions(), **options)
 
 
 def training_app(**options) -> TrainingApp:

@@ -114,15 +114,25 @@ def quiet_for(run: Run, now: datetime) -> float | None:
     return None if last is None else max(0.0, (now - last).total_seconds())
 
 
-def running_note(run: Run, now: datetime) -> str:
-    """What the tab says beside a RUNNING run: the last metric's age, and the caveat when quiet."""
+KILLED_CAVEAT = "a run killed without ending stays RUNNING in MLflow"
+
+
+def last_metric_note(run: Run, now: datetime) -> str:
+    """ "last metric 12s ago" (or "no metric logged yet")."""
     quiet = quiet_for(run, now)
-    if quiet is None:
-        return "no metric logged yet"
-    note = f"last metric {format_duration(quiet)} ago"
-    if quiet >= QUIET_AFTER.total_seconds():
-        note += " — a run killed without ending stays RUNNING in MLflow"
-    return note
+    return "no metric logged yet" if quiet is None else f"last metric {format_duration(quiet)} ago"
+
+
+def is_quiet(run: Run, now: datetime) -> bool:
+    """A RUNNING run with no metric for `QUIET_AFTER`: it may have been killed."""
+    quiet = quiet_for(run, now)
+    return run.is_running and quiet is not None and quiet >= QUIET_AFTER.total_seconds()
+
+
+def running_note(run: Run, now: datetime) -> str:
+    """One line for a RUNNING run: the last metric's age, and the caveat when quiet."""
+    note = last_metric_note(run, now)
+    return f"{note} — {KILLED_CAVEAT}" if is_quiet(run, now) else note
 
 
 def activity_detail(runs: Sequence[Run]) -> str:

@@ -14,7 +14,15 @@ from textual.content import Content
 from aiconsole.domain.format import format_duration
 from aiconsole.domain.mlflow import FAILED, FINISHED, KILLED, RUNNING, Run, run_duration
 from aiconsole.domain.sanitize import sanitize_line
-from aiconsole.domain.training import ServerRuns, TrainingSnapshot, filter_runs, run_label, running_note
+from aiconsole.domain.training import (
+    KILLED_CAVEAT,
+    ServerRuns,
+    TrainingSnapshot,
+    filter_runs,
+    is_quiet,
+    last_metric_note,
+    run_label,
+)
 from aiconsole.ui.training_state import RunKey, RunPoints, TrainingView
 from aiconsole.ui.widgets.selectable_lines import Item
 
@@ -93,7 +101,10 @@ def run_header(run: Run | None, shown: RunPoints, pinned: RunPoints | None, now:
     who = f" · {sanitize_line(run.user, 40)}" if run.user else ""
     first = Content.assemble((run_label(run), "bold"), " ", (f"{mark} {run.status}", style), f" {duration}{who}")
     second = Content.assemble((f"{shown.server.label} · ", MUTED), _freshness(run, shown, now, tail_s))
-    return Content("\n").join([first, second, _compared(pinned)])
+    lines = [first, second]
+    if is_quiet(run, now):  # its own line: at 80 columns it must not be cut off
+        lines.append(Content.styled(f"⚠ {KILLED_CAVEAT}", f"{WARNING} bold"))
+    return Content("\n").join([*lines, _compared(pinned)])
 
 
 def _freshness(run: Run, shown: RunPoints, now: datetime, tail_s: float) -> Content:
@@ -102,8 +113,7 @@ def _freshness(run: Run, shown: RunPoints, now: datetime, tail_s: float) -> Cont
         error = sanitize_line(shown.error.removeprefix("MLflow "), _TEXT_LIMIT)
         return Content.styled(f"stale{age}: {error}", f"{WARNING} bold")
     if run.is_running:
-        note = running_note(run, now)
-        return Content.styled(note, WARNING if "killed" in note else MUTED)
+        return Content.styled(last_metric_note(run, now), WARNING if is_quiet(run, now) else MUTED)
     if run.end_time is not None:
         return Content.styled(f"ended {format_duration((now - run.end_time).total_seconds())} ago", MUTED)
     return Content.styled(f"polled every {tail_s:g} s", MUTED)

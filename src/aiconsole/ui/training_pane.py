@@ -84,7 +84,7 @@ class TrainingPane(Vertical):
     TrainingPane #runs-filter { display: none; height: 1; border: none; padding: 0 1; }
     TrainingPane #runs-filter.-shown { display: block; }
     TrainingPane #run-detail { width: 1fr; padding: 0 0 0 1; }
-    TrainingPane #run-header { height: auto; max-height: 3; text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainingPane #run-header { height: auto; max-height: 4; text-wrap: nowrap; text-overflow: ellipsis; }
     TrainingPane #run-params { height: 1fr; display: none; }
     TrainingPane.-params #run-params { display: block; }
     TrainingPane.-params MetricChart, TrainingPane.-params GpuTimeline { display: none; }
