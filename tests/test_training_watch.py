@@ -177,3 +177,22 @@ async def test_run_runs_until_cancelled_and_refresh_soon_reads_at_once(fake):
     with pytest.raises(asyncio.CancelledError):
         await task
     await watch.aclose()
+
+
+async def test_username_sends_basic_auth_with_the_password_from_the_environment(fake):
+    import base64
+
+    seen: list[str | None] = []
+
+    async def record(request: httpx.Request) -> None:
+        seen.append(request.headers.get("authorization"))
+
+    server = TrackingServer("training", "mlflow", api_key_env="MLFLOW_TRACKING_PASSWORD", username="operator")
+    watch = watch_for(fake.url, server=server, environ={"MLFLOW_TRACKING_PASSWORD": "pw-0123456789"})
+    client = await watch.client(server)
+    client._http.event_hooks["request"].append(record)
+    await watch.read(server)
+    expected = "Basic " + base64.b64encode(b"operator:pw-0123456789").decode()
+    assert seen and all(value == expected for value in seen)
+    assert "pw-0123456789" not in repr(client) and "pw-0123456789" not in repr(watch.servers)
+    await watch.aclose()
