@@ -148,7 +148,10 @@ class TrainingWatch:
         previous = self._state[key]
         try:
             experiments, runs = await self.read(server)
-        except TrainingError as error:
+        except Exception as error:  # TrainingError, or a bug: shown on the tab, the loop goes on
+            if not isinstance(error, TrainingError):
+                log.exception("reading %s failed", server.label)
+                error = TrainingError(server, sanitize_line(f"{type(error).__name__}: {error}"))
             self._state[key] = with_error(previous, error.detail)
             if previous.running:  # unknown is never idle: the runs last seen going still count
                 self._on_activity(server.vm, activity_detail(previous.running) + " (last seen; MLflow unreachable)")

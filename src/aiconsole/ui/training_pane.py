@@ -20,6 +20,7 @@ Every name, key, param and tag comes from MLflow and is untrusted: sanitised, an
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -46,6 +47,8 @@ from aiconsole.ui.widgets.selectable_lines import SelectableLines
 if TYPE_CHECKING:
     from aiconsole.services.gpu_timeline import GpuTimeline as Timeline
     from aiconsole.services.training import TrainingWatch
+
+log = logging.getLogger(__name__)
 
 MUTED = "$foreground-muted"
 MAX_STRIP_COLUMNS = 200
@@ -309,6 +312,10 @@ class TrainingPane(Vertical):
             update = await follower.poll()
         except TrainingError as error:
             points.fail(error.detail)
+            return
+        except Exception as error:  # a bug or a library surprise: shown as stale, never fatal
+            log.exception("tailing %s failed", points.run_id)
+            points.fail(sanitize_line(f"{type(error).__name__}: {error}", 200))
             return
         points.apply(update, self.watch.snapshot().at if self.watch else update.run.start_time)
 
