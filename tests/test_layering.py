@@ -29,6 +29,7 @@ CORE_MODULES = (
     "aiconsole.commands_telemetry",
     "aiconsole.commands_training",
     "aiconsole.commands_runs",
+    "aiconsole.commands_events",
     "aiconsole.cli",
 )
 

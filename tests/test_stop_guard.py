@@ -167,6 +167,9 @@ async def test_the_tui_asks_twice_naming_the_run_and_a_no_keeps_it_running(tmp_p
         await wait_until(pilot, lambda: "Really stop training" in screen_text(app), what="the second question")
         await pilot.press("y")
         await wait_until(pilot, lambda: _power(app, "training") is PowerState.STOPPED, timeout=15, what="stopped")
+        forced = app.runtime.monitor.ledger.events(vm="training")[0]
+        assert forced.kind == "forced-stop" and forced.actor == "operator" and forced.hourly_usd == 0.35
+        assert forced.reason.startswith("stopped from the console, confirmed twice over: MLflow run lora-r16 is RUNNING")
 
 
 async def test_the_tui_asks_once_when_no_run_is_going(tmp_path) -> None:

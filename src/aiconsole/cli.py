@@ -63,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     stop.set_defaults(handler=_run_vm_power, action="stop")
 
+    events = commands.add_parser(
+        "events", parents=[common], help="print the event journal: starts, stops (and why), budget levels",
+        description="The event journal, oldest first: every start and stop (by hand or automatic), refused "
+        "and forced stops, budget levels and snoozes, with the VM's $/h and cost today at that moment.",
+    )  # fmt: skip
+    events.add_argument("vm", nargs="?", metavar="VM", help="only this VM's events")
+    events.add_argument("--days", type=float, metavar="N", help="only the last N days (default: all)")
+    events.add_argument("-n", type=int, default=200, metavar="N", dest="limit", help="at most the N newest (default 200)")
+    events.add_argument("--json", action="store_true", help="machine-readable output")
+    events.set_defaults(handler=_run_events)
+
     models = commands.add_parser("models", help="list, pull or remove Ollama models").add_subparsers(
         metavar="ACTION", required=True
     )
@@ -323,6 +334,17 @@ def _run_vm_power(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return power_command(runtime, request, out=sys.stdout, err=sys.stderr, environ=environ)
 
     return _with_runtime(args, environ, power)
+
+
+def _run_events(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from aiconsole.commands_events import events_command
+
+    def run(runtime) -> int:
+        return events_command(
+            runtime, vm=args.vm, days=args.days, limit=args.limit, as_json=args.json, out=sys.stdout, err=sys.stderr
+        )
+
+    return _with_runtime(args, environ, run)
 
 
 def _run_models(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

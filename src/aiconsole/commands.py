@@ -16,6 +16,7 @@ from typing import TextIO
 
 from aiconsole.assembly import Runtime
 from aiconsole.commands_training import confirm_guarded_stop, stop_check
+from aiconsole.domain.events import EventKind
 from aiconsole.domain.fleet import FleetSnapshot, VmSnapshot
 from aiconsole.domain.format import format_duration, format_percent, format_usd
 from aiconsole.domain.power import PowerState
@@ -162,15 +163,19 @@ async def _power(runtime: Runtime, request: PowerRequest, out: TextIO, err: Text
         if vm.power is (PowerState.RUNNING if action == "start" else PowerState.STOPPED):
             print(f"{name} is already {vm.power.value}.", file=out)
             return EXIT_OK
+        journal = (EventKind.START, "aiconsole vm start") if action == "start" else (EventKind.STOP, "aiconsole vm stop")
         if action == "stop":
             check = await stop_check(runtime, name, environ)
             if not check.clear:
-                now = monitor.snapshot().at
-                if not await confirm_guarded_stop(vm, check, force=request.force, out=out, err=err, ask=ask, now=now):
+                warnings = "; ".join(check.warnings(monitor.snapshot().at))
+                if not await confirm_guarded_stop(vm, check, force=request.force, out=out, err=err, ask=ask, now=monitor.snapshot().at):
+                    monitor.record_event(name, EventKind.STOP_REFUSED, f"aiconsole vm stop without --force: {warnings}")
                     return EXIT_FAILED
+                how = "--force" if request.force else "confirmed twice"
+                journal = (EventKind.FORCED_STOP, f"aiconsole vm stop ({how}) over: {warnings}")
             elif not (request.assume_yes or request.force) and not await _confirm_stop(vm, out, err, ask):
                 return EXIT_USAGE if not sys.stdin.isatty() else EXIT_FAILED
-        return await _carry_out(runtime, vm, action, out, err)
+        return await _carry_out(runtime, vm, action, journal, out, err)
     except UnknownVmError as error:
         print(f"aiconsole: {error}", file=err)
         return EXIT_USAGE
@@ -210,7 +215,9 @@ async def _confirm_stop(vm: VmSnapshot, out: TextIO, err: TextIO, ask) -> bool:
     return False
 
 
-async def _carry_out(runtime: Runtime, vm: VmSnapshot, action: str, out: TextIO, err: TextIO) -> int:
+async def _carry_out(
+    runtime: Runtime, vm: VmSnapshot, action: str, journal: tuple[str, str], out: TextIO, err: TextIO
+) -> int:
     """Start/stop, printing each power state as the poller sees it."""
     monitor = runtime.monitor
     doing = {"start": "starting", "stop": "stopping"}[action]
@@ -218,8 +225,11 @@ async def _carry_out(runtime: Runtime, vm: VmSnapshot, action: str, out: TextIO,
     poller = asyncio.create_task(monitor.run())
     printer = asyncio.create_task(_print_transitions(monitor, vm.name, vm.power, out))
     try:
-        # The stop was checked (and confirmed twice if need be) above: nothing to guard here.
-        await (monitor.start_vm(vm.name) if action == "start" else monitor.stop_vm(vm.name, force=True))
+        kind, reason = journal
+        if action == "start":
+            await monitor.start_vm(vm.name, reason=reason)
+        else:  # checked (and confirmed twice if need be) above: nothing to guard here
+            await monitor.stop_vm(vm.name, force=True, reason=reason, kind=kind)
     except ProviderError as error:
         print(f"aiconsole: {action} {vm.name} failed: {error.message}", file=err)
         return EXIT_FAILED

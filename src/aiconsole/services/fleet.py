@@ -22,6 +22,7 @@ from datetime import datetime, tzinfo
 
 from aiconsole.domain.budget import build_budget_snapshot
 from aiconsole.domain.cost import PowerInterval, month_window
+from aiconsole.domain.events import Actor, Event, EventKind
 from aiconsole.domain.fleet import FleetSnapshot
 from aiconsole.domain.idle import ActivityKind, ActivitySignal
 from aiconsole.domain.power import PowerState
@@ -196,17 +197,37 @@ class FleetMonitor:
         states = [self._state(name)] if name else list(self._states.values())
         await asyncio.gather(*(self._poll(state) for state in states))
 
-    async def start_vm(self, name: str) -> None:
-        await self._power(self._state(name), "start")
+    async def start_vm(self, name: str, *, reason: str = "start asked", actor: str = Actor.OPERATOR) -> None:
+        """Start `name` through its provider; journaled (`reason`, `actor`) before it is asked."""
+        await self._power(self._state(name), "start", EventKind.START, reason, actor)
 
-    async def stop_vm(self, name: str, *, force: bool = False) -> None:
-        """Stop `name`; unless `force`, refused (StopGuarded) while the stop guard finds work on it."""
+    async def stop_vm(
+        self, name: str, *, force: bool = False, reason: str = "stop asked", actor: str = Actor.OPERATOR,
+        kind: str = EventKind.STOP,
+    ) -> None:  # fmt: skip
+        """Stop `name`; unless `force`, refused (StopGuarded, journaled) while the stop guard finds
+        work on it. The stop is journaled with `kind`, `reason` and `actor` before it is asked."""
         state = self._state(name)
         if not force:
             check = await self.stop_check(name)
             if not check.clear:
-                raise StopGuarded(check, self._clock())
-        await self._power(state, "stop")
+                refused = StopGuarded(check, self._clock())
+                self.record_event(name, EventKind.STOP_REFUSED, refused.message, actor)
+                raise refused
+        await self._power(state, "stop", kind, reason, actor)
+
+    def record_event(self, vm: str, kind: str, reason: str, actor: str = Actor.OPERATOR) -> Event:
+        """Journal `kind` on `vm` ("" for the fleet) now, with its price and cost today."""
+        now = self._clock()
+        state = self._states.get(vm)
+        if state is not None:
+            view = self._vm_snapshot(state, now)
+            hourly, cost = view.hourly_usd, view.cost_today_usd
+        else:
+            hourly, cost = 0.0, None
+        event = Event(now, str(kind), vm, reason, str(actor), hourly, cost)
+        self.ledger.record_event(event)
+        return event
 
     def set_stop_guard(self, guard: StopGuard | None) -> None:
         """What `stop_check` asks (the MLflow watch); None: nothing is checked."""
@@ -239,8 +260,8 @@ class FleetMonitor:
             self.ledger.record_activity(name, kind, at, detail)
             state.saved_at[kind] = at
 
-    async def _power(self, state: _VmState, action: str) -> None:
-        """Carry out start/stop through the provider, recorded as an operator action."""
+    async def _power(self, state: _VmState, action: str, kind: str, reason: str, actor: str) -> None:
+        """Carry out start/stop through the provider, journaled first, recorded as activity."""
         if self.read_only:
             raise ProviderError(ProviderErrorKind.UNSUPPORTED, f"read-only: {action} is disabled")
         provider = self._provider(state)
@@ -248,11 +269,15 @@ class FleetMonitor:
             raise ProviderError(ProviderErrorKind.UNSUPPORTED, f"{state.name} is always on")
         if state.pending:
             raise ProviderError(ProviderErrorKind.FAILED, f"{state.name}: {state.pending} already under way")
+        self.record_event(state.name, kind, reason, actor)
         self._record_signal(state, ActivityKind.OPERATOR, action)
         state.pending = action
         state.wake.set()  # the poll loop switches to its fast pace and shows the transition
         try:
             await (provider.start() if action == "start" else provider.stop())
+        except ProviderError as error:
+            self.record_event(state.name, f"{action}-failed", error.message, actor)
+            raise
         finally:
             state.pending = ""
             await self._poll(state)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from aiconsole.domain.cost import PowerInterval
+from aiconsole.domain.events import Event
 from aiconsole.domain.idle import ActivitySignal
 from aiconsole.domain.power import PowerState
 from aiconsole.services.sqlite_file import Migration, SqliteFile, from_ts, statements, to_ts
@@ -57,7 +58,22 @@ _SCHEMA_V1 = (
     ) WITHOUT ROWID""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (statements(*_SCHEMA_V1),)
+_SCHEMA_V2 = (
+    # The event journal: appended to, never updated; read newest first.
+    """CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at_ts REAL NOT NULL,
+        kind TEXT NOT NULL,
+        vm TEXT NOT NULL DEFAULT '',
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        hourly_usd REAL NOT NULL DEFAULT 0,
+        cost_today_usd REAL
+    )""",
+    "CREATE INDEX events_by_time ON events (at_ts)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (statements(*_SCHEMA_V1), statements(*_SCHEMA_V2))
 """MIGRATIONS[n] takes the schema from version n to n + 1; append, never edit."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -67,7 +83,7 @@ class LedgerError(Exception):
 
 
 class Ledger(SqliteFile):
-    """Power intervals and latest activity, per VM, in one SQLite file."""
+    """Power intervals, latest activity per VM, and the event journal, in one SQLite file."""
 
     error = LedgerError
     what = "ledger"
@@ -150,3 +166,32 @@ class Ledger(SqliteFile):
         """The latest activity of any kind on `vm`, or None if none was ever recorded."""
         activities = self.latest_activities(vm)
         return activities[-1] if activities else None
+
+    # -- the event journal ---------------------------------------------------------------
+
+    def record_event(self, event: Event) -> None:
+        """Append `event`, committed before this returns (an automatic stop is journaled first)."""
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT INTO events (at_ts, kind, vm, actor, reason, hourly_usd, cost_today_usd) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (to_ts(event.at, "at"), str(event.kind), event.vm, str(event.actor), event.reason,
+                 event.hourly_usd, event.cost_today_usd),
+            )  # fmt: skip
+
+    def events(self, *, since: datetime | None = None, vm: str | None = None, limit: int = 1000) -> list[Event]:
+        """The newest `limit` events (since `since`, of one VM or all), newest first."""
+        clauses, params = ["1"], []
+        if since is not None:
+            clauses.append("at_ts >= ?")
+            params.append(to_ts(since, "since"))
+        if vm is not None:
+            clauses.append("vm = ?")
+            params.append(vm)
+        query = (
+            "SELECT at_ts, kind, vm, actor, reason, hourly_usd, cost_today_usd FROM events "
+            f"WHERE {' AND '.join(clauses)} ORDER BY at_ts DESC, id DESC LIMIT ?"
+        )
+        with self._guard() as connection:
+            rows = connection.execute(query, [*params, max(0, limit)]).fetchall()
+        return [Event(from_ts(at), kind, vm, reason, actor, hourly, cost) for at, kind, vm, actor, reason, hourly, cost in rows]

@@ -18,6 +18,7 @@ from textual.content import Content
 from textual.message import Message
 
 from aiconsole.domain.fleet import FleetSnapshot, VmSnapshot
+from aiconsole.domain.events import EventKind
 from aiconsole.domain.format import format_usd
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.training import StopCheck
@@ -194,7 +195,8 @@ class FleetPane(VerticalScroll):
         if not await self.app.push_screen_wait(guarded_stop_question(vm, warnings)):
             return
         if await self.app.push_screen_wait(guarded_stop_second_question(vm, check)):
-            await self._run_power(vm.name, "stop", force=True)
+            reason = "stopped from the console, confirmed twice over: " + "; ".join(warnings)
+            await self._run_power(vm.name, "stop", force=True, reason=reason)
 
     def _power_target(self, action: str, name: str | None) -> VmSnapshot | None:
         """The named (else selected) VM if `action` may be done to it; else None, saying why."""
@@ -215,12 +217,14 @@ class FleetPane(VerticalScroll):
             self._run_power(name, action), group=f"power-{name}", exclusive=True, exit_on_error=False
         )
 
-    async def _run_power(self, name: str, action: str, *, force: bool = False) -> None:
+    async def _run_power(self, name: str, action: str, *, force: bool = False, reason: str = "") -> None:
         try:
             if action == "start":
-                await self.monitor.start_vm(name)
+                await self.monitor.start_vm(name, reason="started from the console")
+            elif force:
+                await self.monitor.stop_vm(name, force=True, reason=reason, kind=EventKind.FORCED_STOP)
             else:
-                await self.monitor.stop_vm(name, force=force)
+                await self.monitor.stop_vm(name, reason="stopped from the console")
         except StopGuarded as guarded:  # a run began while the question was open: ask about it
             vm = self.vm_named(name)
             if vm is not None:
