@@ -56,7 +56,7 @@ async def test_number_keys_switch_tabs_and_each_tab_keeps_its_own_keys(tmp_path:
         await fleet_ready(pilot)
         console = tabs(app)
         assert console.active == "fleet"
-        assert "1 2 3 4 5 6 Tabs" in footer_line(app) and "Start" in footer_labels(app)
+        assert "1 2 3 4 5 6 7 Tabs" in footer_line(app) and "Start" in footer_labels(app)
         await pilot.press("j")  # training selected
         assert app.screen.focused is app.query_one("#vm-training")
 
@@ -64,7 +64,7 @@ async def test_number_keys_switch_tabs_and_each_tab_keeps_its_own_keys(tmp_path:
         assert console.active == "gpus"
         text = await screen_shows(pilot, "Telemetry is off.")  # telemetry=False in demo_app
         assert "inference" not in text  # the Fleet tab is hidden
-        assert "Start" not in footer_labels(app) and "1 2 3 4 5 6 Tabs" in footer_line(app)
+        assert "Start" not in footer_labels(app) and "1 2 3 4 5 6 7 Tabs" in footer_line(app)
         await pilot.press("x")  # the Fleet tab's stop key does nothing here
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
@@ -124,7 +124,7 @@ async def test_a_tab_key_rebound_in_the_config_works(tmp_path: Path, monkeypatch
     async with app.run_test(size=SIZE) as pilot:
         await fleet_ready(pilot)
         footer = (await screen_shows(pilot, "Tabs")).splitlines()[-1]
-        assert "1 4 5 6 g ^t Tabs" in footer
+        assert "1 4 5 6 7 g ^t Tabs" in footer
 
         await pilot.press("2")
         assert tabs(app).active == "fleet", "2 is no longer bound"

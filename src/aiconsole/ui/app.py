@@ -1,4 +1,5 @@
-"""The Textual application: header, the tabs (Fleet, GPUs, Services, Models, Chat), footer, help and the palette.
+"""The Textual application: header, the tabs (Fleet, GPUs, Services, Models, Chat, Training,
+Events), footer, help and the palette.
 
 The first frame comes before anything slow: the app is built from what the command
 line asked for, paints a "loading" body, and only then validates the settings and
@@ -48,6 +49,7 @@ TAB_PALETTE = (
     ("models", "Show Models", "Each VM's Ollama models and pulls"),
     ("chat", "Show Chat", "Talk to a model on a VM"),
     ("training", "Show Training", "MLflow runs, live metrics, the GPU beside them"),
+    ("events", "Show Events", "The event journal: every start and stop, and why"),
 )
 
 EXIT_BAD_CONFIG = 2
@@ -89,6 +91,7 @@ class MainScreen(Screen[None]):
         binding("tab-models", "show_tab('models')", label="Models", group=TAB_KEYS),
         binding("tab-chat", "show_tab('chat')", label="Chat", group=TAB_KEYS),
         binding("tab-training", "show_tab('training')", label="Training", group=TAB_KEYS),
+        binding("tab-events", "show_tab('events')", label="Events", group=TAB_KEYS),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -405,6 +408,8 @@ class AiConsoleApp(App[None]):
             for title, help_text, callback in console.chat.commands():
                 yield SystemCommand(title, help_text, callback)
             for title, help_text, callback in console.training.commands():
+                yield SystemCommand(title, help_text, callback)
+            for title, help_text, callback in console.events.commands():
                 yield SystemCommand(title, help_text, callback)
         if self.read_only:
             return

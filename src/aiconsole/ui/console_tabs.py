@@ -1,4 +1,5 @@
-"""The console's tabs (Fleet, GPUs, Services, Models, Chat, Training) and the one 1 s tick that feeds them.
+"""The console's tabs (Fleet, GPUs, Services, Models, Chat, Training, Events) and the one 1 s
+tick that feeds them.
 
 Each tick takes ONE telemetry snapshot (`TelemetryHub.snapshot()`), notifies the
 threshold crossings since the last tick (each once, whichever tab shows), and draws
@@ -17,7 +18,8 @@ is told when it hides, so that it stops refreshing and drawing pulls. The Chat t
 waits for the chat service (built after the model library) and paints its own replies;
 the tick only redraws its bar (the VM's power). The Training tab waits for the MLflow watch
 (built with the chat); the tick redraws its runs list, and it tails the shown run itself
-while it shows (`shown`/`hidden`).
+while it shows (`shown`/`hidden`). The Events tab reads the ledger's event journal on the
+tick while it shows, and only when the journal changed.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import TabbedContent, TabPane, Tabs
 
+from aiconsole.assembly import local_timezone
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.ui.chat_pane import ChatPane
 from aiconsole.ui.chat_state import ChatPaneOptions
+from aiconsole.ui.events_pane import EventsPane
 from aiconsole.ui.fleet_pane import FleetChanged, FleetPane
 from aiconsole.ui.gpu_pane import GpuPane
 from aiconsole.ui.model_source import ModelsOptions, ModelSource
@@ -52,6 +56,7 @@ if TYPE_CHECKING:
 
 TABS: dict[str, str] = {
     "fleet": "Fleet", "gpus": "GPUs", "services": "Services", "models": "Models", "chat": "Chat", "training": "Training",
+    "events": "Events",
 }  # fmt: skip
 """Tab name (as the `show_tab` action and the palette name it) -> its title."""
 _PANE_SUFFIX = "-tab"
@@ -132,6 +137,8 @@ class ConsoleTabs(Vertical):
         self.models = models_pane(models or ModelsOptions(), read_only=read_only, status=models_status, id="models")
         self.chat = ChatPane(chat, read_only=read_only, id="chat")
         self.training = TrainingPane(training, id="training")
+        monitor = fleet.monitor
+        self.events = EventsPane(monitor, local_timezone(monitor.settings.budget.timezone), id="events")
         if not telemetry:
             self.chat.failed("it starts with telemetry, which is off")
             self.training.failed("it starts with telemetry, which is off")
@@ -170,7 +177,7 @@ class ConsoleTabs(Vertical):
     def _panes(self) -> dict[str, Widget]:
         return {
             "fleet": self.fleet, "gpus": self.gpus, "services": self.services, "models": self.models, "chat": self.chat,
-            "training": self.training,
+            "training": self.training, "events": self.events,
         }  # fmt: skip
 
     def pane(self, name: str) -> Widget:
@@ -217,6 +224,8 @@ class ConsoleTabs(Vertical):
             target = self.chat.focus_target
         elif name == "training":
             target = self.training.focus_target
+        elif name == "events":
+            target = self.events.focus_target
         else:
             pane = self.pane(name)
             assert isinstance(pane, TelemetryPane)
@@ -309,6 +318,9 @@ class ConsoleTabs(Vertical):
             return
         if name == "training":  # the runs list and the shown run's header; its chart polls itself
             self.training.draw()
+            return
+        if name == "events":  # the journal, read again only when it changed
+            self.events.draw()
             return
         pane = self.pane(name)
         assert isinstance(pane, TelemetryPane)
