@@ -252,6 +252,11 @@ def tracking_servers(settings: Settings) -> list:
     ]
 
 
+def tracks_runs(settings: Settings, vm: str) -> bool:
+    """Whether `vm` has an `mlflow` service: only then can a stop end a training run there."""
+    return any(server.vm == vm for server in tracking_servers(settings))
+
+
 def build_training(settings: Settings, endpoints, *, on_activity=None, environ=os.environ, clock=None):
     """The MLflow watch over `endpoints` (the hub's, or the CLI's own). Only the servers'
     secret variables (and their ``_FILE`` forms) are taken from `environ`."""

@@ -167,8 +167,9 @@ async def _power(runtime: Runtime, request: PowerRequest, out: TextIO, err: Text
         if action == "stop":
             check = await stop_check(runtime, name, environ)
             if not check.clear:
-                warnings = "; ".join(check.warnings(monitor.snapshot().at))
-                if not await confirm_guarded_stop(vm, check, force=request.force, out=out, err=err, ask=ask, now=monitor.snapshot().at):
+                now = monitor.snapshot().at
+                warnings = "; ".join(check.warnings(now))
+                if not await confirm_guarded_stop(vm, check, force=request.force, out=out, err=err, ask=ask, now=now):
                     monitor.record_event(name, EventKind.STOP_REFUSED, f"aiconsole vm stop without --force: {warnings}")
                     return EXIT_FAILED
                 how = "--force" if request.force else "confirmed twice"

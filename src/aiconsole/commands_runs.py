@@ -36,8 +36,6 @@ from aiconsole.domain.training import (
     quiet_for,
     run_label,
     running_note,
-    with_error,
-    with_runs,
 )
 from aiconsole.services.clock import utc_now
 from aiconsole.services.training import TrainingError
@@ -121,7 +119,10 @@ async def _list(runtime, only, status, as_json: bool, out: TextIO, err: TextIO, 
     if isinstance(servers, int):
         return servers
     async with _fleet(runtime, environ) as (watch, powers):
-        states = await asyncio.gather(*(_read(watch, s, _is_up(runtime, powers, s.vm)) for s in servers))
+        # Only the chosen servers' VMs count as up: the others are not asked.
+        await watch.read_all({s.vm: PowerState.RUNNING for s in servers if _is_up(runtime, powers, s.vm)})
+        snapshot = watch.snapshot()
+    states = [snapshot.server(s.vm, s.service) for s in servers]
     now = utc_now()
     for state in states:
         if not state.vm_running:
@@ -133,19 +134,9 @@ async def _list(runtime, only, status, as_json: bool, out: TextIO, err: TextIO, 
         out.write(list_table(rows, now, asked=any(s.vm_running for s in states), status=status))
     for state in states:
         if state.error:
-            _say(err, state.error)
+            _say(err, f"{state.server.label}: {state.error}")
     out.flush()
     return EXIT_FAILED if any(state.error for state in states) else EXIT_OK
-
-
-async def _read(watch: TrainingWatch, server: TrackingServer, up: bool) -> ServerRuns:
-    if not up:
-        return ServerRuns(server, vm_running=False)
-    try:
-        experiments, runs = await watch.read(server)
-    except TrainingError as error:
-        return with_error(ServerRuns(server), error.message)
-    return with_runs(ServerRuns(server), experiments, runs, utc_now())
 
 
 def _rows(states: Sequence[ServerRuns], status: str) -> list[tuple[ServerRuns, Run]]:
@@ -228,7 +219,7 @@ def _server_json(state: ServerRuns, powers: Mapping[str, PowerState]) -> dict[st
         "service": state.server.service,
         "vm_running": state.vm_running,
         "power": powers.get(state.server.vm, PowerState.UNKNOWN).value,
-        "error": state.error or None,
+        "error": f"{state.server.label}: {state.error}" if state.error else None,
         "fetched_at": _iso(state.fetched_at),
         "runs": len(state.runs) if state.vm_running and not state.error else None,
     }

@@ -45,8 +45,9 @@ async def training_watch(runtime: Runtime, environ: Mapping[str, str] = os.envir
 async def stop_check(runtime: Runtime, name: str, environ: Mapping[str, str] = os.environ) -> StopCheck:
     """What runs on `name` now. A VM without an `mlflow` service is clear without asking
     (and without importing asyncssh)."""
-    vm = runtime.settings.vm_named(name)
-    if vm is None or not any(service.kind == "mlflow" for service in vm.service):
+    from aiconsole.assembly import tracks_runs
+
+    if not tracks_runs(runtime.settings, name):
         return StopCheck(name)
     async with training_watch(runtime, environ) as watch:
         return await watch.stop_check(name)

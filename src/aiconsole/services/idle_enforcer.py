@@ -109,6 +109,3 @@ class IdleEnforcer:
             name, EventKind.SNOOZE, f"idle stop put off by {minutes:g} minutes", actor=Actor.OPERATOR
         )
         return until
-
-    def snoozed_until(self, name: str) -> datetime | None:
-        return self._snoozed.get(name)

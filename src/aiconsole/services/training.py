@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -112,8 +112,8 @@ class TrainingWatch:
     def snapshot(self) -> TrainingSnapshot:
         return TrainingSnapshot(self._clock(), tuple(self._state.values()))
 
-    def server(self, vm: str, service: str | None = None) -> TrackingServer | None:
-        return next((s for s in self.servers if s.vm == vm and service in (None, s.service)), None)
+    def now(self) -> datetime:
+        return self._clock()
 
     async def run(self, powers: Callable[[], Mapping[str, PowerState]]) -> None:
         """Read every server whose VM runs, every `refresh_s` (sooner after `refresh_soon`)."""
@@ -135,11 +135,8 @@ class TrainingWatch:
                 reading.append(self._read_and_report(server))
             else:
                 key = (server.vm, server.service)
-                state = self._state[key]
-                if state.vm_running:
-                    self._state[key] = ServerRuns(
-                        state.server, state.experiments, state.runs, state.fetched_at, "", False
-                    )
+                if self._state[key].vm_running:  # its last runs stay, marked "VM stopped"
+                    self._state[key] = replace(self._state[key], error="", vm_running=False)
         await asyncio.gather(*reading)
         self.on_change()
 

@@ -220,8 +220,6 @@ class AiConsoleApp(App[None]):
         Built in a thread: importing asyncssh takes ~0.3 s, which must not freeze the UI.
         A failure here shows on screen and leaves the rest of the console working.
         """
-        import asyncio
-
         try:
             hub = await asyncio.to_thread(runtime.build_telemetry)
         except Exception as error:  # shown, never fatal
@@ -252,8 +250,6 @@ class AiConsoleApp(App[None]):
     async def _start_models(self, runtime: Runtime, hub: TelemetryHub) -> ModelLibrary | None:
         """The model library on the hub's endpoints and SSH pool, built in a thread (importing
         the ollama client takes a while); a failure is shown on the Models tab, never fatal."""
-        import asyncio
-
         from aiconsole.assembly import build_model_library
 
         monitor = runtime.monitor
@@ -321,13 +317,11 @@ class AiConsoleApp(App[None]):
     async def _stop_check(self, vm: str) -> StopCheck:
         """The stop guard: what the MLflow watch finds on `vm`. A VM without an mlflow service
         is clear at once; one with, while the watch is not up yet, waits for it (bounded)."""
-        import asyncio
-
+        from aiconsole.assembly import tracks_runs
         from aiconsole.domain.training import StopCheck
 
         settings = self.runtime.settings if self.runtime is not None else None
-        config = settings.vm_named(vm) if settings is not None else None
-        if config is None or not any(service.kind == "mlflow" for service in config.service):
+        if settings is None or not tracks_runs(settings, vm):
             return StopCheck(vm)
         timeout = settings.training.stop_check_timeout_s
         try:

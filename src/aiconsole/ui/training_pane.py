@@ -259,9 +259,9 @@ class TrainingPane(Vertical):
         if key is None:
             return None
         server = self._servers.get(key)
-        if server is None:
+        if server is None:  # not listed (filtered out, or its server gone): only what is kept
             return self.cache.get(key)
-        return self.cache.get_or_add(server.server, key[2]) if key not in self.cache else self.cache[key]
+        return self.cache.get_or_add(server.server, key[2])
 
     def _listed_run(self, key: RunKey):
         server = self._servers.get(key)
@@ -298,18 +298,18 @@ class TrainingPane(Vertical):
                 followers[key] = points
         while followers:
             for key, points in list(followers.items()):
-                await self._poll(points, points.follower)
+                await self._poll(points)
                 if points.follower.done:
                     del followers[key]
             if self.snapshot is not None:
-                self._draw_detail(watch.snapshot().at)
+                self._draw_detail(watch.now())
             await asyncio.sleep(self.options.tail_s)
 
-    async def _poll(self, points: RunPoints, follower) -> None:
+    async def _poll(self, points: RunPoints) -> None:
         from aiconsole.services.training import TrainingError
 
         try:
-            update = await follower.poll()
+            update = await points.follower.poll()
         except TrainingError as error:
             points.fail(error.detail)
             return
@@ -317,7 +317,8 @@ class TrainingPane(Vertical):
             log.exception("tailing %s failed", points.run_id)
             points.fail(sanitize_line(f"{type(error).__name__}: {error}", 200))
             return
-        points.apply(update, self.watch.snapshot().at if self.watch else update.run.start_time)
+        if self.watch is not None:
+            points.apply(update, self.watch.now())
 
     # -- actions -------------------------------------------------------------------------
 

@@ -33,14 +33,25 @@ class MetricTrack:
     steps: list[float] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    _elapsed: tuple[float, list[float]] | None = None
+    """(start, times - start), grown with `times`: the chart is drawn every second, and a new
+    list of 100,000 points each time would also make it replot what did not move."""
 
     def extend(self, points: Iterable[MetricPoint], *, reset: bool = False) -> None:
         if reset:
-            self.steps, self.times, self.values = [], [], []
+            self.steps, self.times, self.values, self._elapsed = [], [], [], None
         for point in points:
             self.steps.append(float(point.step))
             self.times.append(point.timestamp.timestamp())
             self.values.append(point.value)
+
+    def elapsed(self, start: float) -> list[float]:
+        """Seconds since `start` of each point: the same list, grown, while `start` holds."""
+        if self._elapsed is None or self._elapsed[0] != start:
+            self._elapsed = (start, [])
+        shifted = self._elapsed[1]
+        shifted.extend(t - start for t in self.times[len(shifted) :])
+        return shifted
 
 
 @dataclass(eq=False)
@@ -55,8 +66,6 @@ class RunPoints:
     """The last poll that succeeded."""
     error: str = ""
     """The last poll's failure ("" after a success): the chart shows its points as stale."""
-    version: int = 0
-    """Counts changes of the points: the chart replots only when it moved."""
     follower: object | None = None
     """The run's `RunFollower`, made on first use and kept with the points it brought."""
 
@@ -66,7 +75,6 @@ class RunPoints:
         for key, tail in update.metrics.items():
             if tail.points or tail.reset:
                 self.tracks.setdefault(key, MetricTrack()).extend(tail.points, reset=tail.reset)
-                self.version += 1
 
     def fail(self, message: str) -> None:
         self.error = message
@@ -82,8 +90,7 @@ class RunPoints:
             return ChartSeries(label, (), ())
         if x_kind == "step":
             return ChartSeries(label, track.steps, track.values)
-        start = self.start_s
-        return ChartSeries(label, [t - start for t in track.times], track.values)
+        return ChartSeries(label, track.elapsed(self.start_s), track.values)
 
     @property
     def start_s(self) -> float:
