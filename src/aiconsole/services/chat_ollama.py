@@ -25,6 +25,7 @@ from aiconsole.domain.chat import ChatMessage, ReplyClock, ReplyStats
 from aiconsole.services.chat_base import DEFAULT_TIMEOUTS, ChatError, ChatTimeouts
 from aiconsole.services.ollama_errors import OllamaErrors
 from aiconsole.services.stall_watch import StallWatch
+from aiconsole.services.tls import shared_ssl_context
 
 __all__ = ["OllamaChat", "OllamaReply"]
 
@@ -38,7 +39,7 @@ class OllamaChat:
         self.url = url
         self._timeouts = timeouts
         self._clock = clock
-        self._client = ollama.AsyncClient(host=url, timeout=timeouts.httpx(per_read=False))
+        self._client = ollama.AsyncClient(host=url, timeout=timeouts.httpx(per_read=False), verify=shared_ssl_context())
 
     async def close(self) -> None:
         await self._client.close()

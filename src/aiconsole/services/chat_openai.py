@@ -32,6 +32,7 @@ import httpx
 from aiconsole.domain.chat import ChatMessage, ReplyClock, ReplyStats
 from aiconsole.services.chat_base import DEFAULT_TIMEOUTS, ChatError, ChatTimeouts
 from aiconsole.services.http_errors import transport_problem
+from aiconsole.services.tls import shared_ssl_context
 
 __all__ = ["OpenAIChat", "OpenAIReply", "chat_completions_url"]
 
@@ -63,7 +64,7 @@ class OpenAIChat:
         self._shown = _without_userinfo(base_url)
         self._api_key = api_key or None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(timeout=timeouts.httpx(), headers=headers)
+        self._client = httpx.AsyncClient(timeout=timeouts.httpx(), headers=headers, verify=shared_ssl_context())
         self._clock = clock
 
     def __repr__(self) -> str:  # the key lives in the client's headers: never show them

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -34,6 +35,7 @@ from aiconsole.domain.health import (
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.services.clock import utc_now
 from aiconsole.services.providers._http import error_message_in, http_phrase
+from aiconsole.services.tls import shared_ssl_context
 
 _MAX_BODY = 64 * 1024  # a health answer is a few bytes; a hostile one must not fill memory
 _ERROR_LIMIT = 160
@@ -71,7 +73,9 @@ class HealthChecker:
         self._owns_client = client is None
         # trust_env=False: a proxy from the environment must not carry checks that go to
         # 127.0.0.1 (SSH forwards) or to private service addresses.
-        self._client = client or httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self._client = client or httpx.AsyncClient(
+            follow_redirects=False, trust_env=False, verify=shared_ssl_context(trust_env=False)
+        )
         self._timeout_s = timeout_s
         self._clock, self._timer = clock, timer
         self._limit = asyncio.Semaphore(max_concurrent)
@@ -163,12 +167,21 @@ def _transport_reason(exc: Exception) -> str:
         return f"invalid URL ({type(exc).__name__})"
     prefix = "cannot connect" if isinstance(exc, httpx.ConnectError) else _words(type(exc).__name__)
     cause = _os_error_in(exc)
-    if cause is not None and cause.errno:
+    if isinstance(cause, ssl.SSLError):  # its errno is OpenSSL's: 1 would read "operation not permitted"
+        text = _tls_reason(cause)
+    elif cause is not None and cause.errno:
         # os.strerror for positive errnos: asyncio's own text carries the address.
         text = os.strerror(cause.errno) if cause.errno > 0 else str(cause.strerror or cause)
     else:
         text = str(exc) or ""
     return f"{prefix}: {text[:1].lower()}{text[1:]}" if text else prefix
+
+
+def _tls_reason(error: ssl.SSLError) -> str:
+    """'untrusted TLS certificate (self-signed certificate)', 'failed TLS handshake (WRONG_VERSION_NUMBER)'."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"untrusted TLS certificate ({error.verify_message})"
+    return f"failed TLS handshake ({error.reason or error})"
 
 
 def _os_error_in(exc: BaseException) -> OSError | None:

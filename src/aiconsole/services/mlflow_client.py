@@ -45,6 +45,7 @@ from aiconsole.domain.mlflow import (
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.domain.secret import Secret
 from aiconsole.services.http_errors import transport_problem
+from aiconsole.services.tls import shared_ssl_context
 
 API = "/api/2.0/mlflow"
 _EPOCH = datetime.fromtimestamp(0, UTC)
@@ -85,6 +86,7 @@ class MlflowClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             transport=transport,
             event_hooks=dict(event_hooks or {}),
+            verify=shared_ssl_context(),
         )
 
     def __repr__(self) -> str:

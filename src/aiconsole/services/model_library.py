@@ -38,6 +38,7 @@ from aiconsole.services.clock import utc_now
 from aiconsole.services.ollama_models import ModelError, ModelTimeouts, OllamaModels, checked_name
 from aiconsole.services.ssh_errors import SshError
 from aiconsole.services.tasks import cancel_until_done
+from aiconsole.services.tls import shared_ssl_context
 
 if TYPE_CHECKING:
     from aiconsole.services.endpoints import Endpoints
@@ -304,7 +305,8 @@ class ModelLibrary:
         if server.api_key_env and self.environ.get(server.api_key_env):
             headers["Authorization"] = f"Bearer {self.environ[server.api_key_env]}"
         timeout = httpx.Timeout(self.timeouts.read_s, connect=self.timeouts.connect_s)
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        # A client per refresh, so the shared SSL context matters most here (services/tls.py).
+        async with httpx.AsyncClient(timeout=timeout, verify=shared_ssl_context()) as client:
             response = await client.get(url, headers=headers)
         if response.status_code != 200:
             raise ModelError(f"{server.service}: HTTP {response.status_code} from /v1/models")

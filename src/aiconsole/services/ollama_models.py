@@ -32,6 +32,7 @@ from aiconsole.domain.models import (
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.services.ollama_errors import OllamaErrors
 from aiconsole.services.stall_watch import StallWatch
+from aiconsole.services.tls import shared_ssl_context
 
 __all__ = ["ModelError", "ModelNotFound", "ModelTimeouts", "OllamaModels", "PullEvent", "checked_name"]
 
@@ -77,8 +78,10 @@ class OllamaModels:
     def __init__(self, url: str, timeouts: ModelTimeouts = ModelTimeouts()) -> None:
         self.url = url
         self._timeouts = timeouts
-        self._client = ollama.AsyncClient(host=url, timeout=self._timeout(timeouts.read_s))
-        self._pull_client = ollama.AsyncClient(host=url, timeout=self._timeout(None))
+        # ollama passes `verify` on to httpx: one shared SSL context, not one each (services/tls.py).
+        verify = shared_ssl_context()
+        self._client = ollama.AsyncClient(host=url, timeout=self._timeout(timeouts.read_s), verify=verify)
+        self._pull_client = ollama.AsyncClient(host=url, timeout=self._timeout(None), verify=verify)
 
     def _timeout(self, read_s: float | None) -> httpx.Timeout:
         return httpx.Timeout(read_s, connect=self._timeouts.connect_s)

@@ -23,6 +23,7 @@ import httpx
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.services.providers.base import ProviderError, ProviderErrorKind, ProviderStatus
+from aiconsole.services.tls import ca_file_context, shared_ssl_context
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[Any]]
@@ -83,6 +84,13 @@ class RetryPolicy:
         return max(0.0, min(delay, self.max_backoff))
 
 
+def _ssl_verify(verify: bool | str) -> ssl.SSLContext | bool:
+    """A shared context for `verify` (see services/tls.py); False stays False (no CA bundle to load)."""
+    if isinstance(verify, str):
+        return ca_file_context(verify)
+    return shared_ssl_context() if verify else False
+
+
 def _parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -123,7 +131,7 @@ class JsonApi:
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(request_timeout, connect=min(request_timeout, 10.0)),
-            verify=ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify,
+            verify=_ssl_verify(verify),
         )
         self._request_timeout = request_timeout if client is None else None
         self._limiter = limiter
