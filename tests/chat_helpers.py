@@ -63,7 +63,7 @@ class Fleet:
         await asyncio.sleep(0.05)
         self.power = PowerState.RUNNING
 
-    def note_activity(self, name: str, kind: str, detail: str) -> None:
+    def note_activity(self, name: str, kind: str, detail: str, *, lease_s: float | None = None) -> None:
         self.activity.append(name)
 
 

@@ -16,7 +16,7 @@ from aiconsole.domain.chat import ChatMessage
 from aiconsole.domain.power import PowerState
 from aiconsole.runtime import demo_runtime
 from aiconsole.services.chat_base import ChatError
-from aiconsole.services.chat_service import ChatOptions, ChatService, ChatTarget
+from aiconsole.services.chat_service import CHAT_LEASE_S, ChatOptions, ChatService, ChatTarget
 from aiconsole.services.endpoints import Endpoints
 
 HELLO = [ChatMessage("user", "hello")]
@@ -37,8 +37,8 @@ class Fleet:
         self.started.append(name)
         self.power = PowerState.RUNNING
 
-    def note_activity(self, name: str, kind: str, detail: str) -> None:
-        self.activity.append((name, str(kind), detail))
+    def note_activity(self, name: str, kind: str, detail: str, *, lease_s: float | None = None) -> None:
+        self.activity.append((name, str(kind), detail, lease_s))
 
 
 STATIC = 'provider = "static"'
@@ -159,8 +159,10 @@ async def test_a_streaming_reply_counts_as_activity_for_the_idle_timer(ollama) -
     fleet = Fleet()
     service = service_for(config(ollama.url), fleet)
     await read(service, service.target("inference"), "llama3.1:8b", HELLO)
-    assert len(fleet.activity) >= 2  # at the start and about once a second after
-    assert set(fleet.activity) == {("inference", "chat", "chat stream")}
+    # A lease at the start (renewed every 5 s while it streams), an instant when it ends:
+    # the VM is busy while the reply streams, and idle counts from its end.
+    assert fleet.activity[0] == ("inference", "chat", "chat stream", CHAT_LEASE_S)
+    assert fleet.activity[-1] == ("inference", "chat", "chat stream", None)
     count = len(fleet.activity)
     await asyncio.sleep(1.2)
     assert len(fleet.activity) == count  # the reply ended: no more activity

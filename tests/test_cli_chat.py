@@ -86,9 +86,9 @@ def demo(monkeypatch) -> Demo:
         if demo.history_path is not None:
             runtime.chat_history_path = demo.history_path
         noted = runtime.monitor.note_activity
-        runtime.monitor.note_activity = lambda vm, kind, detail, at=None: (
+        runtime.monitor.note_activity = lambda vm, kind, detail, at=None, **lease: (
             demo.activity.append((vm, str(kind), detail)),
-            noted(vm, kind, detail, at),
+            noted(vm, kind, detail, at, **lease),
         )
         return runtime
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from aiconsole.domain.idle import UNKNOWN_ACTIVITY_REASON, ActivityKind, ActivitySignal, idle_status
+from aiconsole.domain.idle import UNKNOWN_ACTIVITY_REASON, ActivitySignal, idle_status
 from aiconsole.domain.power import PowerState
 
 NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
@@ -18,8 +18,12 @@ def ago(minutes: float) -> datetime:
     return NOW - timedelta(minutes=minutes)
 
 
-def signal(kind: str, minutes_ago: float, detail: str = "", ongoing: bool = False) -> ActivitySignal:
-    return ActivitySignal("inference", kind, ago(minutes_ago), detail, ongoing)
+def signal(
+    kind: str, minutes_ago: float, detail: str = "", lease_min: float | None = None, unknown: bool = False
+) -> ActivitySignal:
+    """A signal `minutes_ago`, holding the VM busy for `lease_min` minutes from then."""
+    until = None if lease_min is None else ago(minutes_ago - lease_min)
+    return ActivitySignal("inference", kind, ago(minutes_ago), detail, until, unknown)
 
 
 @pytest.mark.parametrize(
@@ -83,24 +87,57 @@ def test_no_idle_stop_still_reports_idle_time() -> None:
     assert status.remaining_seconds is None
 
 
-def test_ongoing_signal_holds_the_vm_busy() -> None:
-    signals = [signal("power", 50, "started"), signal("chat", 40, "llama3.1:8b", ongoing=True)]
+def test_a_lease_holds_the_vm_busy_while_it_runs() -> None:
+    signals = [signal("power", 50, "started"), signal("chat", 0.5, "chat stream", lease_min=1)]
     status = idle_status(signals, RUNNING, 30, NOW)
     assert status.idle_seconds == 0
     assert status.remaining_seconds is None
-    assert status.busy_reasons == ("chat: llama3.1:8b",)
+    assert status.busy_reasons == ("chat stream",) and status.unknown_reasons == ()
+
+
+def test_a_lapsed_lease_counts_idle_from_its_end() -> None:
+    # A RUNNING run last renewed 12 minutes ago for 2 minutes: its source stopped renewing
+    # (the run ended, or the console reading it went away): idle for 10 minutes.
+    signals = [signal("power", 50, "started"), signal("mlflow", 12, "MLflow run lora-r16 RUNNING", lease_min=2)]
+    status = idle_status(signals, RUNNING, 30, NOW)
+    assert status.busy_reasons == ()
+    assert status.idle_seconds == 10 * 60 and status.remaining_seconds == 20 * 60
+    assert status.last_activity == "mlflow: MLflow run lora-r16 RUNNING"
+
+
+def test_a_keep_alive_ending_later_holds_until_then() -> None:
+    keep_alive = ActivitySignal("inference", "ollama", ago(4), "llama3.1:8b loaded", until=NOW + timedelta(minutes=1))
+    assert idle_status([keep_alive], RUNNING, 30, NOW).busy_reasons == ("llama3.1:8b loaded",)
+    later = NOW + timedelta(minutes=3)
+    status = idle_status([keep_alive], RUNNING, 30, later)
+    assert status.busy_reasons == () and status.idle_seconds == 2 * 60
 
 
 def test_unreadable_signal_counts_as_busy_never_idle() -> None:
-    signals = [signal("power", 50, "started"), signal(ActivityKind.UNREADABLE, 45, "gpu: ssh timeout")]
+    signals = [signal("power", 50, "started"), signal("gpu", 45, "GPU telemetry stale", unknown=True)]
     status = idle_status(signals, RUNNING, 30, NOW)
     assert status.idle_seconds == 0 and status.remaining_seconds is None
-    assert status.busy_reasons == ("unreadable: gpu: ssh timeout",)
+    assert status.busy_reasons == ("GPU telemetry stale",)
+    assert status.unknown_reasons == ("GPU telemetry stale",)
 
 
-def test_every_busy_reason_is_listed() -> None:
-    signals = [signal("pull", 2, "mistral:7b", ongoing=True), signal("chat", 1, ongoing=True)]
-    assert idle_status(signals, RUNNING, 30, NOW).busy_reasons == ("pull: mistral:7b", "chat")
+def test_an_unreadable_lease_lapses_like_any_other() -> None:
+    # The source that could not read stopped reporting: it holds no longer, but the time it
+    # was unknown is not counted as idle.
+    signals = [signal("power", 50, "started"), signal("ssh", 10, "SSH down", lease_min=1, unknown=True)]
+    status = idle_status(signals, RUNNING, 30, NOW)
+    assert status.busy_reasons == () and status.idle_seconds == 9 * 60
+
+
+def test_every_busy_reason_is_listed_the_unknown_last() -> None:
+    signals = [
+        signal("mlflow", 1, "MLflow unreachable", lease_min=2, unknown=True),
+        signal("pull", 2, "pulling mistral:7b", lease_min=3),
+        signal("ssh", 1, "2 SSH sessions", lease_min=2),
+    ]
+    status = idle_status(signals, RUNNING, 30, NOW)
+    assert status.busy_reasons == ("pulling mistral:7b", "2 SSH sessions", "MLflow unreachable")
+    assert status.unknown_reasons == ("MLflow unreachable",)
 
 
 def test_signal_from_a_clock_ahead_counts_as_just_now() -> None:
@@ -120,5 +157,7 @@ def test_idle_time_across_the_autumn_dst_hour_is_real_elapsed_time() -> None:
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         ActivitySignal("inference", "operator", datetime(2026, 5, 4, 12))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ActivitySignal("inference", "chat", NOW, until=datetime(2026, 5, 4, 12))
     with pytest.raises(ValueError, match="timezone-aware"):
         idle_status([], RUNNING, 30, datetime(2026, 5, 4, 12))

@@ -105,7 +105,7 @@ async def test_a_snooze_puts_it_off_by_30_minutes_and_is_journaled(fleet, tensor
 
 async def test_an_unknown_idle_time_never_stops(fleet, tensordock) -> None:
     monitor, clock, notices, enforcer = fleet
-    monitor.note_activity("gpu", "unreadable", "telemetry stale")  # a signal that cannot be read holds it
+    monitor.note_activity("gpu", "gpu", "GPU telemetry stale", unknown=True)  # a signal that cannot be read holds it
     clock.advance(60 * 60)
     assert await enforcer.step() == []
     assert tensordock.instances[INSTANCE].status == "Running" and notices == []

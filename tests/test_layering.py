@@ -30,6 +30,10 @@ CORE_MODULES = (
     "aiconsole.commands_training",
     "aiconsole.commands_runs",
     "aiconsole.commands_events",
+    "aiconsole.commands_guard",
+    "aiconsole.commands_orphans",
+    "aiconsole.commands_watch",
+    "aiconsole.config_guard",
     "aiconsole.cli",
 )
 

@@ -431,10 +431,10 @@ def test_with_idle_status_from_real_signals() -> None:
     now = started + timedelta(minutes=31)
     quiet = idle_status([], PowerState.RUNNING, 30, now, running_since=started)
     assert idle_stop_plan("inference", quiet, 30, None, frozenset(), now).action is IdleAction.STOP
-    unreadable = ActivitySignal("inference", ActivityKind.UNREADABLE, started, "nvidia-smi failed")
+    unreadable = ActivitySignal("inference", ActivityKind.GPU, started, "nvidia-smi failed", unknown=True)
     held = idle_status([unreadable], PowerState.RUNNING, 30, now, running_since=started)
     decision = idle_stop_plan("inference", held, 30, None, frozenset(), now)
-    assert decision.action is IdleAction.NONE and decision.text == "busy: unreadable: nvidia-smi failed"
+    assert decision.action is IdleAction.NONE and decision.text == "busy: nvidia-smi failed"
     nothing_known = idle_status([], PowerState.RUNNING, 30, now)
     assert idle_stop_plan("inference", nothing_known, 30, None, frozenset(), now).action is IdleAction.NONE
     stopped = idle_status([], PowerState.STOPPED, 30, now, running_since=started)

@@ -55,6 +55,14 @@ ssh = "{ssh_target}"
 """
 
 
+def ssh_pool(server, tmp_path: Path, **options) -> SshPool:
+    """A pool that trusts only `server` (its host key and client key), no agent, no ssh config."""
+    return SshPool(
+        known_hosts=server.known_hosts_path, config_file=tmp_path / "none", client_keys=[server.client_key_path],
+        use_agent=False, **options,
+    )  # fmt: skip
+
+
 async def wait_until(condition, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
@@ -66,10 +74,7 @@ async def test_a_running_vm_gets_gpus_and_services_and_a_stopped_one_opens_no_co
     async with host.serve(tmp_path / "ssh") as server, FakeServiceHealth("ollama") as ollama:
         port = int(ollama.url.rsplit(":", 1)[1].split("/")[0])
         settings = settings_from_toml_text(config(server.target, port), "test.toml")
-        pool = SshPool(
-            known_hosts=server.known_hosts_path, config_file=tmp_path / "none", client_keys=[server.client_key_path],
-            use_agent=False, backoff_base_s=0.05, backoff_max_s=0.2,
-        )  # fmt: skip
+        pool = ssh_pool(server, tmp_path, backoff_base_s=0.05, backoff_max_s=0.2)
         hub = TelemetryHub(settings, pool, health_interval_s=0.2)
         current = fleet(training=PowerState.RUNNING, **{"stopped-one": PowerState.STOPPED})
         runner = asyncio.create_task(hub.run(lambda: current.powers()))
@@ -85,7 +90,7 @@ async def test_a_running_vm_gets_gpus_and_services_and_a_stopped_one_opens_no_co
             assert training.services[0].url_shown == f"http://127.0.0.1:{port}"
             assert hub.snapshot().host("stopped-one").state is FeedState.OFF
             assert server.connections_made == 1, "only the running VM connects"
-            assert hub.busy(NOW)["training"] is True  # the training load keeps the GPU above 10 %
+            assert hub.gpu_activity(NOW)["training"] == (True, "GPU busy")  # the training load keeps it above 10 %
 
             current = fleet(training=PowerState.STOPPED, **{"stopped-one": PowerState.STOPPED})
             await wait_until(lambda: hub.snapshot().host("training").state is FeedState.OFF, timeout=5)
@@ -105,10 +110,7 @@ async def test_services_are_checked_as_soon_as_a_vm_runs_and_its_ssh_forward_is_
     async with host.serve(tmp_path / "ssh") as server, FakeServiceHealth("ollama") as ollama:
         port = int(ollama.url.rsplit(":", 1)[1].split("/")[0])
         settings = settings_from_toml_text(config(server.target, port), "test.toml")
-        pool = SshPool(
-            known_hosts=server.known_hosts_path, config_file=tmp_path / "none", client_keys=[server.client_key_path],
-            use_agent=False,
-        )  # fmt: skip
+        pool = ssh_pool(server, tmp_path)
         hub = TelemetryHub(settings, pool, health_interval_s=3600)
         current = fleet(training=PowerState.STOPPED)
         runner = asyncio.create_task(hub.run(lambda: current.powers()))
@@ -117,6 +119,28 @@ async def test_services_are_checked_as_soon_as_a_vm_runs_and_its_ssh_forward_is_
             assert hub.snapshot().host("training").services[0].state is HealthState.UNKNOWN
             current = fleet(training=PowerState.RUNNING)
             await wait_until(lambda: hub.snapshot().host("training").services[0].state is HealthState.UP, timeout=5)
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            await hub.aclose()
+
+
+async def test_without_health_checks_the_gpus_come_and_no_service_is_asked(tmp_path: Path) -> None:
+    """`aiconsole watch` runs the hub so: the GPU feed is the idle timer's; health goes unshown."""
+    host = GpuHost(seed=3, load=TRAINING_LOAD)
+    async with host.serve(tmp_path / "ssh") as server, FakeServiceHealth("ollama") as ollama:
+        port = int(ollama.url.rsplit(":", 1)[1].split("/")[0])
+        settings = settings_from_toml_text(config(server.target, port), "test.toml")
+        pool = ssh_pool(server, tmp_path)
+        hub = TelemetryHub(settings, pool, health_interval_s=0.1)
+        current = fleet(training=PowerState.RUNNING)
+        runner = asyncio.create_task(hub.run(lambda: current.powers(), health_checks=False))
+        try:
+            await wait_until(lambda: hub.snapshot().host("training").state is FeedState.LIVE)
+            await asyncio.sleep(0.5)  # five health intervals: the connecting VM would have been checked
+            assert ollama.server.requests_served == 0
+            assert hub.snapshot().host("training").services[0].state is HealthState.UNKNOWN
+            assert hub.gpu_activity(NOW)["training"] == (True, "GPU busy")
         finally:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)

@@ -45,7 +45,7 @@ def watch_for(url: str, *, server: TrackingServer = SERVER, environ=None, option
 
 async def test_a_reading_lists_runs_running_first_and_reports_the_running_run_as_activity(fake):
     activity: list[tuple[str, str]] = []
-    watch = watch_for(fake.url, on_activity=lambda vm, detail: activity.append((vm, detail)))
+    watch = watch_for(fake.url, on_activity=lambda vm, detail, unknown=False: activity.append((vm, detail)))
     await watch.read_all(RUNNING_VM)
     runs = watch.snapshot().server("training", "mlflow")
     assert [(r.name, r.status) for r in runs.runs] == [("lora-r16", "RUNNING"), ("lora-r8", "FINISHED")]
@@ -70,9 +70,9 @@ async def test_a_stopped_vm_is_not_asked_and_its_last_runs_stay_marked(fake):
 
 
 async def test_a_failed_reading_keeps_the_runs_as_stale_and_the_vm_busy_then_recovers(fake, clock):
-    activity: list[str] = []
+    activity: list[tuple[str, bool]] = []
     now = aware(clock)
-    watch = watch_for(fake.url, on_activity=lambda vm, detail: activity.append(detail), clock=now)
+    watch = watch_for(fake.url, on_activity=lambda vm, detail, unknown=False: activity.append((detail, unknown)), clock=now)
     await watch.read_all(RUNNING_VM)
     fake.faults.fail_next(503)
     clock.now += 20
@@ -80,12 +80,25 @@ async def test_a_failed_reading_keeps_the_runs_as_stale_and_the_vm_busy_then_rec
     state = watch.snapshot().server("training", "mlflow")
     assert "503" in state.error and [r.name for r in state.runs] == ["lora-r16", "lora-r8"]
     assert state.is_stale(now(), 45.0) and state.age(now()) == pytest.approx(20.0)
-    assert activity[-1] == "MLflow run lora-r16 RUNNING (last seen; MLflow unreachable)"
+    assert activity[-1] == ("MLflow run lora-r16 RUNNING (last seen; MLflow unreachable)", True)
 
     await watch.read_all(RUNNING_VM)
     state = watch.snapshot().server("training", "mlflow")
     assert state.error == "" and not state.is_stale(now(), 45.0)
-    assert activity[-1] == "MLflow run lora-r16 RUNNING"
+    assert activity[-1] == ("MLflow run lora-r16 RUNNING", False)
+    await watch.aclose()
+
+
+async def test_an_unreachable_mlflow_without_a_run_seen_still_counts_as_unknown(fake):
+    """Unknown is never idle: a server never read (the run may have begun since) holds the VM."""
+    activity: list[tuple[str, str, bool]] = []
+    watch = watch_for(fake.url, on_activity=lambda vm, detail, unknown=False: activity.append((vm, detail, unknown)))
+    fake.finish_running()
+    await watch.read_all(RUNNING_VM)
+    assert activity == [], "no run going, server readable: nothing to report"
+    fake.faults.fail_next(503)
+    await watch.read_all(RUNNING_VM)
+    assert activity == [("training", "MLflow unreachable (mlflow)", True)]
     await watch.aclose()
 
 

@@ -183,7 +183,15 @@ async def test_the_console_chats_through_the_demo_fleets_ssh_forward_and_saves_t
         console = app.console_tabs
         assert console.active == "chat"
         pane = console.chat
-        await wait_until(pilot, lambda: pane.ready and pane.service is not None, timeout=20, what="the chat service")
+
+        def found() -> str:  # what the console was doing instead, should it never come
+            hub, workers = app.hub, [(w.name or w.group, w.state.name, repr(w.error)) for w in app.workers]
+            told = [n.message for n in app._notifications]
+            return f"ready={pane.ready} service={pane.service} note={pane._note!r} hub={hub} workers={workers} {told=}"
+
+        await wait_until(
+            pilot, lambda: pane.ready and pane.service is not None, timeout=20, what="the chat service", explain=found
+        )
         assert app.screen.focused is pane.prompt
         await pilot.press(*"Why is my GPU hot?")
         await pilot.press("enter")

@@ -163,7 +163,7 @@ async def test_question_mark_lists_the_keys_esc_closes_q_quits(tmp_path: Path) -
         await fleet_ready(pilot)
         await help_shows(pilot, [
             ("s", "Start the selected VM"),
-            ("x", "Stop the selected VM (asks first; twice with an MLflow run going)"),
+            ("x", "Stop the selected VM (asks; twice with an MLflow run going)"),
             ("r", "Ask every provider for fresh state now"),
             ("q", "Quit"),
             ("?", "Help: list every key"),

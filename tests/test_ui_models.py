@@ -582,9 +582,9 @@ async def test_the_console_builds_the_library_on_its_telemetry_and_a_pull_counts
         signals: list[tuple[str, str, str]] = []
         note_activity = monitor.note_activity
 
-        def recording(vm: str, kind: str, detail: str, at=None) -> None:  # type: ignore[no-untyped-def]
+        def recording(vm: str, kind: str, detail: str, at=None, **lease) -> None:  # type: ignore[no-untyped-def]
             signals.append((vm, kind, detail))
-            note_activity(vm, kind, detail, at)
+            note_activity(vm, kind, detail, at, **lease)
 
         monitor.note_activity = recording  # type: ignore[method-assign]
         await pilot.press("4")

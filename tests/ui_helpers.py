@@ -165,13 +165,20 @@ def config_runtime(
 
 
 async def wait_until(
-    pilot: Pilot, condition: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition"
+    pilot: Pilot,
+    condition: Callable[[], bool],
+    *,
+    timeout: float = 10.0,
+    what: str = "condition",
+    explain: Callable[[], str] | None = None,
 ) -> None:
-    """Let the app run until `condition()` holds; fail (saying what) after `timeout` seconds."""
+    """Let the app run until `condition()` holds; fail (saying what, and `explain()`'s account
+    of the state it found) after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            found = f": {explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{found}")
         await pilot.pause(0.02)
 
 

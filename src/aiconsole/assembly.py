@@ -36,6 +36,8 @@ class Runtime:
     """Run after the monitor is closed (e.g. removing the demo's temporary data)."""
     chat_history_path: Path | None = None
     """The chat history database (the data dir's, or the demo's temporary one); None: none kept."""
+    provider_environ: Mapping[str, str] = field(default_factory=dict)
+    """Where the providers' secrets are read from: the user's environment, or the demo's own keys."""
 
     def build_telemetry(self):
         """The telemetry hub. Imports asyncssh (~0.3 s): the TUI calls it in a worker."""
@@ -44,6 +46,12 @@ class Runtime:
     def build_ssh_pool(self):
         """An SSH pool of its own (the CLI's model commands); imports asyncssh."""
         return build_ssh_pool(self.settings, client_keys=self.telemetry_options.get("client_keys"))
+
+    def build_orphan_scan(self):
+        """The orphan scan of the config's TensorDock and Proxmox accounts (`services.orphans`)."""
+        from aiconsole.services.orphans import OrphanScan
+
+        return OrphanScan(self.settings, self.provider_environ)
 
     def finish(self) -> None:
         for step in self.cleanup:
@@ -69,11 +77,19 @@ def local_timezone(name: str | None, environ: Mapping[str, str] = os.environ) ->
         return datetime.now().astimezone().tzinfo  # a fixed offset: right except across DST
 
 
-class ProviderBuilder:
-    """Builds each VM's provider; VMs on one TensorDock account share one rate limiter.
+# A TensorDock VM reuses its account's `GET /instances` while it is younger than this share of
+# its own poll: a little less than one poll, so one round of the fleet's polls shares one request
+# and the next round asks again.
+LISTING_SHARE_OF_POLL = 0.8
 
-    TensorDock allows 100 requests a minute per organisation, not per VM, so the
-    limiter is keyed by API URL and key variable.
+
+class ProviderBuilder:
+    """Builds each VM's provider; VMs on one TensorDock account share one rate limiter and
+    one instance listing.
+
+    TensorDock allows 100 requests a minute per organisation, not per VM, so both are keyed
+    by API URL and key variable: at 100 VMs, one `GET /instances/{id}` per VM per poll would
+    read each VM about once a minute; one `GET /instances` per round keeps the poll interval.
     """
 
     def __init__(self, environ: Mapping[str, str], *, poll_interval: float = 3.0) -> None:
@@ -81,6 +97,7 @@ class ProviderBuilder:
         self._poll_interval = poll_interval
         """How often a start or stop checks the provider for the target state."""
         self._limiters: dict[tuple[str, str], object] = {}
+        self._listings: dict[tuple[str, str], object] = {}
 
     def __call__(self, vm: VmConfig) -> VmProvider:
         """The provider for one VM. A missing secret becomes a ProviderError shown on its pane."""
@@ -91,14 +108,20 @@ class ProviderBuilder:
 
     def _tensordock(self, vm: VmConfig) -> VmProvider:
         from aiconsole.services.providers._http import RateLimiter
+        from aiconsole.services.providers.shared_listing import SharedListing
         from aiconsole.services.providers.tensordock import TensorDockProvider
 
         section = vm.tensordock
         account = (str(section.api_url), section.api_key_env)
-        limiter = self._limiters.setdefault(account, RateLimiter())
         key = resolve_secret(section.api_key_env, self._environ)
         return TensorDockProvider(
-            section.instance_id, key, str(section.api_url), limiter=limiter, poll_interval=self._poll_interval
+            section.instance_id,
+            key,
+            str(section.api_url),
+            limiter=self._limiters.setdefault(account, RateLimiter()),
+            poll_interval=self._poll_interval,
+            shared_listing=self._listings.setdefault(account, SharedListing()),
+            listing_max_age=LISTING_SHARE_OF_POLL * vm.poll_seconds,
         )
 
     def _build(self, vm: VmConfig) -> VmProvider:
@@ -270,3 +293,23 @@ def build_training(settings: Settings, endpoints, *, on_activity=None, environ=o
     if clock is not None:
         extra["clock"] = clock
     return TrainingWatch(servers, endpoints, TrainingOptions.of(settings.training), **extra)
+
+
+def build_money_guard(runtime: Runtime, *, role: str = "console", notify=None, warmup_s: float | None = None):
+    """The idle and budget stops for the runtime's monitor (services/money_guard.py), with the
+    `[budget]` grace and snooze; `role` "watch" for `aiconsole watch`, which outranks a console."""
+    from datetime import timedelta
+
+    from aiconsole.services.money_guard import DEFAULT_WARMUP_S, MoneyGuard
+
+    budget = runtime.settings.budget
+    extra = {"notify": notify} if notify is not None else {}
+    return MoneyGuard(
+        runtime.monitor,
+        role=role,
+        tz=runtime.monitor.tz,
+        grace=timedelta(minutes=budget.grace_minutes),
+        snooze_minutes=budget.snooze_minutes,
+        warmup_s=DEFAULT_WARMUP_S if warmup_s is None else warmup_s,
+        **extra,
+    )

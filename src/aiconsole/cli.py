@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop even while an MLflow run is RUNNING on it (--yes alone refuses then); implies --yes",
     )  # fmt: skip
     stop.set_defaults(handler=_run_vm_power, action="stop")
+    _add_guard(vm, common)
 
     events = commands.add_parser(
         "events", parents=[common], help="print the event journal: starts, stops (and why), budget levels",
@@ -73,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("-n", type=int, default=200, metavar="N", dest="limit", help="at most the N newest (default 200)")
     events.add_argument("--json", action="store_true", help="machine-readable output")
     events.set_defaults(handler=_run_events)
+
+    orphans = commands.add_parser(
+        "orphans", parents=[common], help="list TensorDock/Proxmox instances the config does not know, with $/h",
+        description="List every TensorDock key and Proxmox node the config uses, once each, and print the "
+        "instances no [[vm]] names: running ones first, with their $/h.",
+        epilog=_ORPHANS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    orphans.add_argument("--json", action="store_true", help="machine-readable output")
+    orphans.set_defaults(handler=_run_orphans)
 
     models = commands.add_parser("models", help="list, pull or remove Ollama models").add_subparsers(
         metavar="ACTION", required=True
@@ -92,7 +102,51 @@ def build_parser() -> argparse.ArgumentParser:
     remove.set_defaults(handler=_run_models, action="rm")
     _add_runs(commands, common)
     _add_chat(commands, common)
+    _add_watch(commands, common)
     return parser
+
+
+_ORPHANS_EPILOG = """\
+Accounts that cannot be listed are named on stderr with the reason. Exit status: 0 nothing
+unknown is running (stopped unknown instances are still listed), 1 an instance the config
+does not know is running (money may be leaking), 2 an account could not be listed (and
+nothing unknown runs on the others) or bad usage.
+
+examples:
+  aiconsole orphans
+  aiconsole orphans --json | jq -r '.orphans[] | select(.running) | .text'
+"""
+
+_GUARD_EPILOG = """\
+The guard is a small script and a systemd timer on the VM (installed over SSH, as root through
+`sudo -n`). It powers the VM off when no heartbeat came for [guard] silence_minutes AND the GPU
+is idle AND nobody is logged in; the console and `aiconsole watch` send the heartbeats. Install
+and remove are journaled (aiconsole events). Exit status: 0 done, 1 the VM, SSH or sudo failed
+(or the VM is stopped), 2 bad usage.
+
+examples:
+  aiconsole vm guard install training
+  aiconsole vm guard status training --json
+  aiconsole vm guard remove training
+"""
+
+
+def _add_guard(vm, common: argparse.ArgumentParser) -> None:
+    guard = vm.add_parser(
+        "guard", help="the on-VM dead-man's switch: install, status, remove",
+        description="Install, read or remove a VM's dead-man's switch.",
+        epilog=_GUARD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).add_subparsers(metavar="ACTION", required=True)  # fmt: skip
+    for action, text in (
+        ("install", "put the guard on a VM (or rewrite it with the current [guard] settings) and start it"),
+        ("status", "whether the guard is installed and armed, its last decision and heartbeat"),
+        ("remove", "stop the guard and delete its files from the VM"),
+    ):
+        parser = guard.add_parser(action, parents=[common], help=text)
+        parser.add_argument("name", metavar="NAME")
+        if action == "status":
+            parser.add_argument("--json", action="store_true", help="machine-readable output")
+        parser.set_defaults(handler=_run_guard, action=action)
 
 
 _RUNS_LIST_EPILOG = """\
@@ -147,6 +201,23 @@ def _count(text: str) -> int:
 
 
 _RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")  # MLflow's RunStatus
+
+
+def _add_watch(commands, common: argparse.ArgumentParser) -> None:
+    watch = commands.add_parser(
+        "watch",
+        parents=[common],
+        help="enforce the idle and budget stops without the TUI (for a systemd service)",
+        description="Run the money guard headless: idle auto-stop, budget levels and stops, guard "
+        "heartbeats, orphan scan. When a console runs too, exactly one of them enforces (watch "
+        "first); SIGTERM ends it cleanly. See docs/configuration.md for the systemd unit.",
+    )
+    watch.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS (tests, benchmarks)")
+    watch.add_argument(
+        "--warmup", type=float, metavar="SECONDS",
+        help="stop nothing during the first SECONDS, while the sources first report (default 60)",
+    )  # fmt: skip
+    watch.set_defaults(handler=_run_watch)
 
 
 def _add_runs(commands, common: argparse.ArgumentParser) -> None:
@@ -336,6 +407,23 @@ def _run_vm_power(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return _with_runtime(args, environ, power)
 
 
+def _run_guard(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from aiconsole.commands_guard import GuardRequest, guard_command
+
+    request = GuardRequest(args.action, args.name, as_json=getattr(args, "json", False))
+    return _with_runtime(args, environ, lambda runtime: guard_command(runtime, request, out=sys.stdout, err=sys.stderr))
+
+
+def _run_watch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from aiconsole.commands_watch import run_watch
+    from aiconsole.services.event_loop import run
+
+    def watch(runtime) -> int:
+        return run(run_watch(runtime, sys.stdout, duration_s=args.duration, warmup_s=args.warmup, environ=environ))
+
+    return _with_runtime(args, environ, watch)
+
+
 def _run_events(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from aiconsole.commands_events import events_command
 
@@ -345,6 +433,14 @@ def _run_events(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
 
     return _with_runtime(args, environ, run)
+
+
+def _run_orphans(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from aiconsole.commands_orphans import orphans_command
+
+    return _with_runtime(
+        args, environ, lambda runtime: orphans_command(runtime, as_json=args.json, out=sys.stdout, err=sys.stderr)
+    )
 
 
 def _run_models(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

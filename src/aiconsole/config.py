@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from aiconsole.config_chat import ChatConfig
+from aiconsole.config_guard import GuardConfig
 from aiconsole.config_training import TrainingConfig
 from aiconsole.config_fields import EnvName, HttpUrl, ModelName, NonBlank, Section, Slug, SshTarget
 from aiconsole.config_file import (
@@ -74,6 +75,16 @@ class BudgetConfig(Section):
     """One VM costing more than this in a day is critical."""
     timezone: str | None = None
     """IANA zone (``Europe/Paris``) in which days and months start; None: this machine's zone."""
+    grace_minutes: float = Field(default=10.0, ge=0, le=24 * 60)
+    """At 100 % of a budget, a VM with a RUNNING MLflow run keeps running this long, with a loud
+    alert, before it is stopped too (0: at once). Bounds the overshoot."""
+    snooze_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
+    """How long the snooze key (z) puts an idle stop off."""
+    enforce_step_s: float = Field(default=5.0, ge=1, le=300)
+    """Seconds between two looks of the money guard (idle and budget stops) at the fleet."""
+    orphan_scan_minutes: float = Field(default=5.0, ge=0)
+    """Minutes between orphan scans (TensorDock and Proxmox instances the config does not know,
+    reported with their $/h); one scan always runs at start. 0: only that one."""
 
     @field_validator("timezone")
     @classmethod
@@ -317,6 +328,8 @@ class Settings(Section):
     """The chat: where it opens, ``auto`` routing, personas, history."""
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     """The Training tab: how often MLflow is read, the stop guard's patience."""
+    guard: GuardConfig = Field(default_factory=GuardConfig)
+    """The on-VM dead-man's switch: its silence limit, GPU idle level and heartbeat interval."""
     keys: dict[str, Annotated[str, AfterValidator(_check_key_list)]] = Field(default_factory=dict)
     """Binding id -> comma-separated keys (``vm-start = "ctrl+s"``), overriding the defaults;
     the ids are listed in docs/keybindings.md."""

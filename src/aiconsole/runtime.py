@@ -67,7 +67,9 @@ def _user_runtime(request: RuntimeRequest, config_file: Path) -> Runtime:
     settings = settings_from_data(request.config_data, str(config_file))
     ledger = Ledger.open(ledger_path(request.environ))
     monitor = build_monitor(settings, ledger, request.environ, read_only=request.read_only)
-    runtime = Runtime(settings, monitor, source=request.source, theme_dirs=request.theme_dirs)
+    runtime = Runtime(
+        settings, monitor, source=request.source, theme_dirs=request.theme_dirs, provider_environ=request.environ
+    )
     runtime.chat_history_path = chat_history_path(request.environ)
     return runtime
 
@@ -102,6 +104,8 @@ def demo_runtime(
     base.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=base))
     fleet = fleet or DemoFleet(folder)
+    if clock is not None:  # the fakes date keep-alives and logins by the console's own clock
+        fleet.telemetry.wall_clock = lambda: clock().timestamp()
     settings = settings_from_toml_text(fleet.config_text, DEMO_SOURCE)
     ledger = Ledger.open(folder / "ledger.sqlite3")
     now = clock() if clock is not None else datetime.now(timezone.utc)
@@ -115,7 +119,10 @@ def demo_runtime(
         clock=clock,
         transition_poll_seconds=transition_poll_seconds,
     )
-    runtime = Runtime(settings, monitor, source=DEMO_SOURCE, chat_history_path=folder / CHAT_HISTORY_FILE_NAME)
+    runtime = Runtime(
+        settings, monitor, source=DEMO_SOURCE, chat_history_path=folder / CHAT_HISTORY_FILE_NAME,
+        provider_environ=fleet.environ,
+    )  # fmt: skip
     runtime.telemetry_options = {"client_keys": fleet.telemetry.client_keys, "clock": clock}
     runtime.cleanup.append(lambda: shutil.rmtree(folder, ignore_errors=True))
     return runtime

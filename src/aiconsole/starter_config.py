@@ -171,6 +171,14 @@ refresh_s = 15               # each MLflow server's runs, while its VM runs
 tail_s = 3                   # the shown run's new metric points, while the tab shows
 stop_check_timeout_s = 10    # no answer before a stop: asked twice, as for a RUNNING run
 
+# The on-VM dead-man's switch (`aiconsole vm guard install NAME`): a VM with it powers itself
+# off after silence_minutes without a heartbeat from the console or `aiconsole watch`, if its
+# GPU is idle and nobody is logged in. Remove the leading "# " to change the defaults.
+# [guard]
+# silence_minutes = 20       # written into the VM at install: install again after a change
+# busy_util_pct = 10         # a GPU busier than this keeps the VM up
+# heartbeat_s = 60           # how often the console sends each running VM a heartbeat
+
 [ui]
 theme = "aiconsole-dark"
 read_only = false            # true hides start, stop, pull and delete (like --read-only)

@@ -3,7 +3,8 @@
 `aiconsole --demo` (and the tests) drive these through the real provider clients:
 a TensorDock v2 API with the `inference` (running) and `training` (stopped) GPU VMs,
 a Proxmox host with a GPU workstation guest, and an always-on free-tier box. VMs take
-a few seconds to start and stop, like real ones.
+a few seconds to start and stop, like real ones. The TensorDock account also runs a
+forgotten `sdxl-test` 4090 that the config does not know: the orphan scan reports it.
 
 Ports are bound when the fleet is created, before any event loop runs, so the config
 text can name them; the servers start accepting when the monitor opens the fleet.
@@ -26,6 +27,8 @@ from aiconsole.domain.power import PowerState
 
 INFERENCE_ID = "7c1e4a52-inference-4090"
 TRAINING_ID = "9f03b6d8-training-4090"
+ORPHAN_ID = "5a0c1f2e-sdxl-test-4090"
+"""A running instance on the demo's TensorDock account that its config does not name."""
 PROXMOX_TOKEN_ID = "root@pam!aiconsole"
 _VMS = ("inference", "training", "homelab", "brain")
 
@@ -114,6 +117,7 @@ class DemoFleet:
         )
         self.tensordock.add_instance(INFERENCE_ID, "inference-rtx4090-eu", "Running")
         self.tensordock.add_instance(TRAINING_ID, "training-rtx4090-eu", "StoppedDisassociated")
+        self.tensordock.add_instance(ORPHAN_ID, "sdxl-test", "Running", rate_hourly=0.35)
         self.proxmox = FakeProxmox(
             PROXMOX_TOKEN_ID, self.environ["DEMO_PROXMOX_TOKEN_SECRET"],
             start_seconds=start_seconds / 2, shutdown_seconds=stop_seconds, clock=clock,

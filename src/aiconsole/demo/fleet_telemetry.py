@@ -8,6 +8,9 @@
   (OpenAI-compatible chat, streamed as SSE) loading its model for the first 20 seconds;
 - brain: no GPU at all (its nvidia-smi is "command not found"), a small API.
 
+`who` on the inference VM lists an operator's SSH session the last 5 minutes of every 15;
+on the others, no session.
+
 Every port is bound when the fleet is made, before any event loop runs, so the demo's
 config text can name them (see `DemoFleet`).
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import random
+import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +32,7 @@ from aiconsole.demo.health_api import FakeServiceHealth
 from aiconsole.demo.mlflow_api import FakeMlflow
 from aiconsole.demo.ollama_api import FakeOllama
 from aiconsole.demo.openai_api import FakeOpenAI
-from aiconsole.demo.ssh_server import LoopbackSshServer, not_found
+from aiconsole.demo.ssh_server import BareHost, Logins, LoopbackSshServer, who_line
 
 
 @dataclass
@@ -51,15 +56,19 @@ class DemoTelemetry:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.wall_clock: Callable[[], float] = time.time
+        """Epoch seconds for what the fakes date (Ollama's keep-alives, the operator's login):
+        a console on a fixed clock (tests) sets its own, so its leases and theirs agree."""
+        now = lambda: self.wall_clock()  # read at each call: set after construction
         self.hosts = {
-            "inference": GpuHost(seed=11, load=INFERENCE_LOAD),
+            "inference": GpuHost(seed=11, load=INFERENCE_LOAD, logins=_operator_logins(now)),
             "training": GpuHost(seed=12, load=TRAINING_LOAD, process=(5150, "python3")),
             "homelab": GpuHost(seed=13, load=IDLE_LOAD, process=(777, "local-ai"), flaky=True),
         }
         self.servers = {name: LoopbackSshServer(directory / name, host).bind() for name, host in self.hosts.items()}
-        self.servers["brain"] = LoopbackSshServer(directory / "brain", not_found).bind()
+        self.servers["brain"] = LoopbackSshServer(directory / "brain", BareHost()).bind()
         self.services = [
-            DemoService("inference", "ollama", "ollama", _demo_ollama(), via_ssh=True),
+            DemoService("inference", "ollama", "ollama", _demo_ollama(now), via_ssh=True),
             DemoService("inference", "open-webui", "http", FakeServiceHealth("open-webui"), "/health"),
             DemoService("training", "mlflow", "mlflow", FakeMlflow(), via_ssh=True),
             DemoService("homelab", "localai", "openai", FakeOpenAI("localai", tokens_per_s=60.0)),
@@ -93,6 +102,9 @@ class DemoTelemetry:
             await self._stack.enter_async_context(server)
         for service in self.services:
             await self._stack.enter_async_context(service.fake)
+        ollama = next(s.fake for s in self.services if s.name == "ollama")
+        for model, keep in _OPERATORS_LOADED.items():
+            ollama.load(model, keep_alive=keep)
         localai = next(s.fake for s in self.services if s.name == "localai")
         localai.loading(20.0)  # like LocalAI loading its model after a start: 503, "starting"
         flapping = asyncio.create_task(
@@ -106,9 +118,21 @@ class DemoTelemetry:
         await self._stack.aclose()
 
 
-def _demo_ollama() -> FakeOllama:
-    """The operator's set: deepseek-coder-v2 pinned in VRAM (keep_alive -1), llama3.1 for an hour."""
-    return FakeOllama(loaded={"deepseek-coder-v2:16b": -1, "llama3.1:8b": "1h"})
+def _operator_logins(clock: Callable[[], float], period_s: float = 900.0, open_s: float = 300.0) -> Logins:
+    """The operator's SSH login on the inference VM: open the last 5 minutes of every 15
+    (by `clock`; a clock stopped on the quarter hour, as the tests' is, sees none)."""
+    line = who_line("operator", "pts/0", clock(), "192.0.2.10")
+    return Logins.of(line, shown=lambda: clock() % period_s >= period_s - open_s)
+
+
+_OPERATORS_LOADED = {"deepseek-coder-v2:16b": -1, "llama3.1:8b": "1h"}
+"""The operator's set in VRAM: deepseek-coder-v2 pinned (keep_alive -1), llama3.1 for an hour.
+Loaded when the fleet starts, not when it is made: its keep-alive is dated by `wall_clock`,
+which a console on a fixed clock sets in between."""
+
+
+def _demo_ollama(clock: Callable[[], float]) -> FakeOllama:
+    return FakeOllama(clock=clock)
 
 
 async def _cancel(task: asyncio.Task) -> None:

@@ -8,6 +8,7 @@ One `GpuHost` per VM (its seed, load and GPU count). As a handler it answers:
 - `nvidia-smi -L`: the GPU list;
 - `df -Pk PATH...`: POSIX df lines for its disk (`disk_gb`, `disk_used_gb`): Ollama's
   service folder and `/` exist, other paths are "No such file or directory";
+- `who`: its `logins` (none by default);
 - anything else: "command not found", exit 127.
 Readings come from `gpu_sim` at the time of the injectable `clock` (seconds).
 
@@ -40,7 +41,7 @@ from aiconsole.demo.gpu_sim import (
     interval_ms,
     smi_round,
 )
-from aiconsole.demo.ssh_server import LoopbackSshServer, not_found
+from aiconsole.demo.ssh_server import Logins, LoopbackSshServer, not_found
 
 if TYPE_CHECKING:
     import asyncssh
@@ -69,6 +70,8 @@ class GpuHost:
     disk_gb: float = 70.0
     """Its SSD (TensorDock's inference VM: 70 GB)."""
     disk_used_gb: float = 31.5
+    logins: Logins = field(default_factory=Logins)
+    """What its `who` answers: no login session unless set."""
     gpus: tuple[SimulatedGpu, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +81,8 @@ class GpuHost:
         words = command.split()
         if words[:1] == ["df"]:
             return self._df(words[1:], process)
+        if words[:1] == ["who"]:
+            return await self.logins.answer(process)
         if not words or words[0] != "nvidia-smi":
             return await not_found(command, process)
         if any(word.startswith("--query-compute-apps") for word in words):

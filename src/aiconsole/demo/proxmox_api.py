@@ -19,6 +19,11 @@ What the real API looks like, and where that was learnt:
 - `GET /nodes/{node}/tasks/{upid}/status` -> `{"data": {"status": "running"|"stopped",
   "exitstatus": "OK" or the error, ...}}` (cv4pve-api docs, proxmoxer Tasks tools).
   A shutdown the guest ignores ends in "VM quit/powerdown failed - got timeout".
+- `GET /nodes/{node}/qemu` and `/nodes/{node}/lxc` list the guests the token may audit:
+  `{"data": [{"vmid", "name", "status", "uptime", "cpus", "maxmem", "template"?, ...}]}`
+  (the docs.rs proxmox-api items; qemu's may carry `qmpstatus`). lxc lists sent the
+  vmid as a string before PVE switched it to a number (Starttoaster/proxmox-exporter#47,
+  rcourtman/Pulse#388); this fake sends lxc vmids as strings so clients read both.
 - A missing guest is not a 404: HTTP 500 with reason "Configuration file
   'nodes/pve/qemu-server/999.conf' does not exist" (many issue reports, e.g.
   mtclab/proxmox-mcp#159, Telmate/terraform-provider-proxmox#86).
@@ -55,6 +60,16 @@ class FakeGuest:
     start_error: str | None = None
     """When set, start tasks fail with this exit status (e.g. a missing disk)."""
     lock: str | None = None
+    template: bool = False
+
+    def listed(self) -> dict[str, object]:
+        """The guest as `GET /nodes/{node}/{kind}` lists it."""
+        data = self.current()
+        if self.kind == "lxc":
+            data |= {"vmid": self.vmid, "type": "lxc"}  # text, as older PVE releases send it
+        if self.template:
+            data["template"] = 1
+        return data
 
     def current(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -113,6 +128,7 @@ class FakeProxmox(FakeApi):
         self._pids = itertools.count(0x1A2B00)
         root = "/api2/json/nodes/{node}"
         self.router.add("GET", "/api2/json/version", self._version)
+        self.router.add("GET", root + "/{kind}", self._list)
         self.router.add("GET", root + "/{kind}/{vmid}/status/current", self._current)
         self.router.add("POST", root + "/{kind}/{vmid}/status/{action}", self._act)
         self.router.add("GET", root + "/tasks/{upid}/status", self._task_status)
@@ -157,6 +173,15 @@ class FakeProxmox(FakeApi):
 
     async def _version(self, request: Request) -> Response:
         return Response(200, {"data": {"version": "8.2.4", "release": "8.2", "repoid": "faa83925c9641325"}})
+
+    async def _list(self, request: Request) -> Response:
+        node, kind = request.path_params["node"], request.path_params["kind"]
+        if kind not in _TASK_PREFIX:
+            return Response(501, {"data": None}, reason=f"Method 'GET {request.path}' not implemented")
+        if all(guest.node != node for guest in self.guests.values()):
+            return Response(595, {"data": None}, reason=f"no such node '{node}'")
+        items = [guest.listed() for guest in self.guests.values() if guest.node == node and guest.kind == kind]
+        return Response(200, {"data": items})
 
     async def _current(self, request: Request) -> Response:
         guest = self._guest(request)

@@ -5,6 +5,7 @@ It makes its own ed25519 host key and one client key pair, and writes into `dire
 `id_ed25519.pub`. Only that client key may log in (as any user). Exec requests go to
 `handler(command, process)`, which writes bytes to `process.stdout` / `process.stderr` and
 returns the exit status (None: 0); `direct-tcpip` channels (local port forwards) are allowed.
+`Logins` is what a host's `who` answers (`BareHost`: a host with nothing but `who`).
 Faults for tests and the demo: `drop_connections()`, `refuse_connections()` /
 `accept_connections()`, and `handshake_delay` (seconds the server waits before auth).
 
@@ -19,9 +20,11 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import asyncssh
@@ -38,6 +41,55 @@ ExecHandler = Callable[[str, "asyncssh.SSHServerProcess"], Awaitable[int | None]
 async def not_found(command: str, process: asyncssh.SSHServerProcess) -> int:
     process.stderr.write(f"sh: {command.split()[0] if command.split() else ''}: command not found\n".encode())
     return 127
+
+
+def who_line(user: str, terminal: str, at: float, host: str = "") -> str:
+    """One line as GNU `who` prints it in a UTF-8 locale (`at`: login time, epoch seconds, UTC)."""
+    moment = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M")
+    return f"{user:<8} {terminal:<12} {moment}" + (f" ({host})" if host else "") + "\n"
+
+
+@dataclass
+class Logins:
+    """What a demo host's `who` answers: its login sessions (utmp), as raw bytes.
+
+    The console's own commands come in on exec channels without a pty and are not listed,
+    as on a real host. Tests set `output` to anything (hostile bytes too), make `who` fail
+    (`exit_status`, `stderr`) or hang (`delay_s`); `shown` says whether the sessions are
+    open now (the demo's operator logs in and out)."""
+
+    output: bytes = b""
+    exit_status: int = 0
+    stderr: bytes = b""
+    delay_s: float = 0.0
+    shown: Callable[[], bool] = lambda: True
+    asked: int = 0
+    """How many times `who` ran."""
+
+    @classmethod
+    def of(cls, *lines: str, **options: Any) -> Logins:
+        return cls("".join(lines).encode(), **options)
+
+    async def answer(self, process: asyncssh.SSHServerProcess) -> int:
+        self.asked += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.shown():
+            process.stdout.write(self.output)
+        process.stderr.write(self.stderr)
+        return self.exit_status
+
+
+@dataclass
+class BareHost:
+    """A host without GPU tools: `who` answers from `logins`, anything else is not found."""
+
+    logins: Logins = field(default_factory=Logins)
+
+    async def __call__(self, command: str, process: asyncssh.SSHServerProcess) -> int:
+        if command.split()[:1] == ["who"]:
+            return await self.logins.answer(process)
+        return await not_found(command, process)
 
 
 class LoopbackSshServer:

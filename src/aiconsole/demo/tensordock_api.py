@@ -14,7 +14,11 @@ and disagree with each other, so the provider reads every shape listed here):
   The docs show the single instance flat: `{"type", "id", "name", "status", "ipAddress",
   "portForwards": [{"internal_port", "external_port"}]}`; start/stop answer JSON:API
   style `{"data": {"type", "id", "attributes": {"status": "starting"|"stopping"}}}`;
-  the list is `{"data": {"instances": [{"type", "id", "attributes": {name, status}}]}}`.
+  the list is `{"data": {"instances": [{"type", "id", "attributes": {name, status}}]}}`;
+  the getting-started page shows it as `{"data": {"type": "list", "id": "instances",
+  "attributes": {"instances": [...]}}}` (served here; `list_shape="data"` serves the
+  other). The api-evangelist list example gives each item `rateHourly` (dollars per
+  hour) and `location_id`; neither page documents paging.
   The api-evangelist OpenAPI puts the single instance in JSON:API form
   `{"data": {"type": "virtualmachine", "id", "attributes": {...}}}`, and the Terraform
   provider (github.com/apartmentlines/terraform-provider-tensordock, client.go) decodes
@@ -33,6 +37,7 @@ Tests drive time with `clock=` and the fault knobs on `faults` (see `FaultPlan`)
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -43,6 +48,7 @@ from aiconsole.demo.fake_api import FakeApi
 from aiconsole.demo.httpserver import Request, Response
 
 Shape = Literal["flat", "data", "jsonapi"]
+ListShape = Literal["attributes", "data"]
 STOPPED_WORDS = ("StoppedDisassociated", "Stopped")
 
 
@@ -61,6 +67,7 @@ class FakeInstance:
     name: str
     status: str
     rate_hourly: float = 0.35
+    location: str = "eu-west-1"
     next_status: str | None = None
     changes_at: float = 0.0
     stops: int = 0
@@ -85,24 +92,31 @@ class FakeTensorDock(FakeApi):
         rate_limit: int = 100,
         rate_window: float = 60.0,
         shape: Shape = "flat",
+        list_shape: ListShape = "attributes",
     ) -> None:
         super().__init__()
         self.api_key = api_key
         self.start_seconds, self.stop_seconds = start_seconds, stop_seconds
         self.shape: Shape = shape
+        self.list_shape: ListShape = list_shape
         self.rate_limit, self.rate_window = rate_limit, rate_window
         self._clock = clock
         self._window_start, self._window_count = clock(), 0
         self.instances: dict[str, FakeInstance] = {}
         self.served_states: list[str] = []
         """Every status word GET /instances/{id} answered with, in order."""
+        self.list_latency = 0.0
+        """Real seconds between taking the instance list and answering with it: a slow API whose
+        list shows the instances as they were when it was asked, not when it is received."""
         self.router.add("GET", "/api/v2/instances", self._list)
         self.router.add("GET", "/api/v2/instances/{id}", self._get)
         self.router.add("POST", "/api/v2/instances/{id}/start", self._start)
         self.router.add("POST", "/api/v2/instances/{id}/stop", self._stop)
 
-    def add_instance(self, instance_id: str, name: str, status: str = "Stopped") -> FakeInstance:
-        instance = FakeInstance(instance_id, name, status)
+    def add_instance(
+        self, instance_id: str, name: str, status: str = "Stopped", *, rate_hourly: float = 0.35
+    ) -> FakeInstance:
+        instance = FakeInstance(instance_id, name, status, rate_hourly)
         self.instances[instance_id] = instance
         return instance
 
@@ -145,6 +159,10 @@ class FakeTensorDock(FakeApi):
 
     async def _list(self, request: Request) -> Response:
         items = [self._jsonapi(instance) for instance in self.instances.values()]
+        if self.list_latency:
+            await asyncio.sleep(self.list_latency)
+        if self.list_shape == "data":
+            return Response(200, {"data": {"instances": items}})
         return Response(
             200, {"data": {"type": "list", "id": "instances", "attributes": {"instances": items}}}
         )
@@ -199,6 +217,7 @@ class FakeTensorDock(FakeApi):
             "ipAddress": "203.0.113.10",
             "portForwards": [{"internal_port": 22, "external_port": 22022}],
             "rateHourly": instance.rate_hourly,
+            "location_id": instance.location,
         }
 
     def _jsonapi(self, instance: FakeInstance) -> dict[str, object]:

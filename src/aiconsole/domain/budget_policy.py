@@ -333,3 +333,28 @@ def max_overshoot_usd(
         span = stop_latency + (grace if vm.has_running_run else timedelta(0))
         total += vm.hourly_usd * span.total_seconds() / SECONDS_PER_HOUR
     return total
+
+
+# ---------------------------------------------------------------- the outlook line
+
+
+def budget_outlook(snapshot, tz: tzinfo) -> str:
+    """The Fleet tab's line under the budget bars: the burn now and when a budget is reached.
+
+    "$0.70/h now: daily budget is reached at 17:40". The month is named instead
+    when it comes first (a daily budget larger than what is left of the month)."""
+    from aiconsole.domain.cost import day_window, month_window
+
+    views = [VmMoneyView(vm.name, vm.power.is_billed, vm.hourly_usd) for vm in snapshot.vms]
+    burn = burn_rate_usd_per_h(views)
+    budget, now = snapshot.budget, snapshot.at
+    day = project_budget(Budget.DAY, budget.spent_today_usd, budget.daily_usd, burn, now, day_window(now, tz)[1])
+    month = project_budget(
+        Budget.MONTH, budget.spent_month_usd, budget.monthly_usd, burn, now, month_window(now, tz)[1]
+    )
+    first = month if month.already or (month.at is not None and (day.at is None or month.at < day.at)) else day
+    if day.already and not month.already:
+        first = day
+    if burn <= 0 and not first.already:
+        return "nothing billed now"
+    return f"{format_usd(burn)}/h now: " + first.text(tz).removeprefix("at the current burn ").removeprefix("the ")

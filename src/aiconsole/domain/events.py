@@ -30,6 +30,7 @@ class EventKind(StrEnum):
     BUDGET = "budget"
     SNOOZE = "snooze"
     GUARD = "guard"
+    ORPHAN = "orphan"
 
 
 class Actor(StrEnum):

@@ -33,9 +33,14 @@ class IdleStatus:
     remaining_seconds: float | None
     """Seconds left before the idle stop; None when the VM has no idle stop or is busy."""
     busy_reasons: tuple[str, ...] = ()
-    """Why the VM counts as busy right now ("operator action", later "chat stream", ...)."""
+    """Why the VM counts as busy right now ("chat stream", "2 SSH sessions"), the unknown last."""
     last_activity: str = ""
     """What the last activity was, for the pane ("started by operator")."""
+    unknown_reasons: tuple[str, ...] = ()
+    """Those of `busy_reasons` that are sources that could not be read ("SSH down"): shown
+    as such, since they hold the stop for lack of evidence, not because of use."""
+    snoozed: bool = False
+    """`remaining_seconds` runs to the end of a snooze, not to the idle limit."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from datetime import datetime
 
+from aiconsole.domain.format import format_age, format_duration
 from aiconsole.domain.sanitize import sanitize_line
 
 SCRIPT_PATH = "/usr/local/lib/aiconsole-guard/aiconsole-guard.sh"
@@ -94,6 +96,28 @@ class GuardSettings:
 
 
 @dataclass(frozen=True)
+class GuardLayout:
+    """Where the guard lives on a VM. The defaults are the real places; `under(root)` moves
+    every one below `root` (the tests run the real command lines against a temp dir)."""
+
+    script_path: str = SCRIPT_PATH
+    unit_dir: str = UNIT_DIR
+    heartbeat_path: str = DEFAULT_HEARTBEAT_PATH
+    installed_path: str = DEFAULT_INSTALLED_PATH
+
+    def __post_init__(self) -> None:
+        for field in ("script_path", "unit_dir", "heartbeat_path", "installed_path"):
+            _check_path(field, getattr(self, field))
+
+    @classmethod
+    def under(cls, root: str) -> GuardLayout:
+        base = cls()
+        return cls(*(root.rstrip("/") + path for path in (
+            base.script_path, base.unit_dir, base.heartbeat_path, base.installed_path
+        )))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class GuardStatus:
     """What `status_command` reported. None means "not reported" (never a guess)."""
 
@@ -103,10 +127,22 @@ class GuardStatus:
     last_decision: str | None = None
     """The guard's last journal line, sanitised (it is remote output)."""
     heartbeat_age_s: int | None = None
+    max_silence_s: int | None = None
+    """The installed unit's silence limit (read from its Environment line), when installed."""
+    dry_run: bool | None = None
+    """Whether the installed unit only logs "would poweroff"."""
+    heartbeat: str | None = None
+    """From `heartbeat_status_command`: "sent", "failed" (the file could not be touched) or
+    "none" (no state directory: no guard to beat for)."""
 
     @property
     def active(self) -> bool:
         return self.timer_state == "active"
+
+    @property
+    def armed(self) -> bool:
+        """Installed and its timer running: the VM powers itself off after the silence."""
+        return self.installed is True and self.active
 
 
 def systemd_environment_line(name: str, value: str) -> str:
@@ -154,20 +190,22 @@ def install_commands(
     timer_text: str,
     owner: str,
     script_path: str = SCRIPT_PATH,
+    unit_dir: str = UNIT_DIR,
 ) -> list[str]:
     """Root's commands to install (or reinstall) the guard. `owner` is the SSH user that sends
     heartbeats: the state directory is theirs so `heartbeat_command` needs no sudo."""
     if not _SAFE_USER.fullmatch(owner):
         raise ValueError(f"guard owner must be a plain user name: {owner!r}")
     _check_path("script_path", script_path)
+    _check_path("unit_dir", unit_dir)
     q = shlex.quote
     state_dirs = sorted({_dirname(settings.heartbeat_path), _dirname(settings.installed_path)})
     return [
         f"mkdir -p {q(_dirname(script_path))}",
         *(f"mkdir -p {q(d)} && chown {q(owner)} {q(d)}" for d in state_dirs),
         _write_file(script_path, script_text, "0755"),
-        _write_file(f"{UNIT_DIR}/{SERVICE_NAME}", service_text, "0644"),
-        _write_file(f"{UNIT_DIR}/{TIMER_NAME}", timer_text, "0644"),
+        _write_file(f"{unit_dir}/{SERVICE_NAME}", service_text, "0644"),
+        _write_file(f"{unit_dir}/{TIMER_NAME}", timer_text, "0644"),
         # The marker must exist before the timer starts: on a running VM the boot delay is long
         # past, so `enable --now` runs the guard at once, and silence counts from this marker.
         f"touch {q(settings.installed_path)}",
@@ -176,15 +214,16 @@ def install_commands(
     ]
 
 
-def remove_commands(settings: GuardSettings, script_path: str = SCRIPT_PATH) -> list[str]:
+def remove_commands(settings: GuardSettings, script_path: str = SCRIPT_PATH, unit_dir: str = UNIT_DIR) -> list[str]:
     """Root's commands to remove the guard. Each tolerates "already gone", so removal can be retried."""
     _check_path("script_path", script_path)
+    _check_path("unit_dir", unit_dir)
     q = shlex.quote
     state_dirs = sorted({_dirname(settings.heartbeat_path), _dirname(settings.installed_path)})
     return [
         f"systemctl disable --now {TIMER_NAME} 2>/dev/null || true",
         f"systemctl stop {SERVICE_NAME} 2>/dev/null || true",
-        f"rm -f {UNIT_DIR}/{TIMER_NAME} {UNIT_DIR}/{SERVICE_NAME} {q(script_path)}",
+        f"rm -f {q(unit_dir + '/' + TIMER_NAME)} {q(unit_dir + '/' + SERVICE_NAME)} {q(script_path)}",
         f"rmdir {q(_dirname(script_path))} 2>/dev/null || true",
         f"rm -f {q(settings.heartbeat_path)} {q(settings.installed_path)}",
         # rmdir, not rm -r: a directory someone else also uses keeps its other files.
@@ -193,21 +232,66 @@ def remove_commands(settings: GuardSettings, script_path: str = SCRIPT_PATH) -> 
     ]
 
 
-def status_command(settings: GuardSettings | None = None, script_path: str = SCRIPT_PATH) -> str:
+_SILENCE_SED = r"""s/^Environment="AICONSOLE_GUARD_MAX_SILENCE_S=\([0-9]*\)"$/\1/p"""
+_DRY_RUN_LINE = '^Environment="AICONSOLE_GUARD_DRY_RUN=1"$'
+
+
+def _unit_facts(unit_dir: str) -> list[str]:
+    """Lines printing what the installed service unit says (readable without root: mode 0644)."""
+    q = shlex.quote
+    unit = q(f"{unit_dir}/{SERVICE_NAME}")
+    return [
+        f"sl=$(sed -n {q(_SILENCE_SED)} {unit} 2>/dev/null | head -n 1)",
+        'echo "silence_s=$sl"',
+        f"if grep -q {q(_DRY_RUN_LINE)} {unit} 2>/dev/null; then echo dry_run=yes; else echo dry_run=no; fi",
+    ]
+
+
+def _installed_lines(script_path: str, unit_dir: str) -> list[str]:
+    q = shlex.quote
+    files = f"[ -f {q(script_path)} ] && [ -f {q(unit_dir + '/' + TIMER_NAME)} ]"
+    return [
+        f"if {files}; then echo installed=yes; else echo installed=no; fi",
+        f'echo "timer=$(systemctl is-active {TIMER_NAME} 2>/dev/null)"',
+        *_unit_facts(unit_dir),
+    ]
+
+
+def status_command(
+    settings: GuardSettings | None = None, script_path: str = SCRIPT_PATH, unit_dir: str = UNIT_DIR
+) -> str:
     """Root's one command that prints `key=value` lines for `parse_status`; it always exits 0,
     also under `set -e` (so `root_command_line([status_command()])` works too)."""
     settings = settings or GuardSettings()
     _check_path("script_path", script_path)
+    _check_path("unit_dir", unit_dir)
     q = shlex.quote
     return "; ".join(
         [
-            f"if [ -f {q(script_path)} ] && [ -f {UNIT_DIR}/{TIMER_NAME} ]; then echo installed=yes; else echo installed=no; fi",
-            f'echo "timer=$(systemctl is-active {TIMER_NAME} 2>/dev/null)"',
+            *_installed_lines(script_path, unit_dir),
             f'echo "last=$(journalctl -t {SYSLOG_IDENTIFIER} -n 1 -o cat --no-pager 2>/dev/null | tail -n 1)"',
             f"m=$(stat -c %Y {q(settings.heartbeat_path)} 2>/dev/null || true)",
             'if [ -n "$m" ]; then echo "heartbeat_age=$(( $(date +%s) - m ))"; else echo heartbeat_age=none; fi',
         ]
     )
+
+
+def heartbeat_status_command(
+    settings: GuardSettings | None = None, script_path: str = SCRIPT_PATH, unit_dir: str = UNIT_DIR
+) -> str:
+    """The console's one exec per heartbeat, as the SSH user (no sudo): touch the heartbeat
+    where the guard's state directory exists (never creating it), then print what
+    `parse_status` reads: `heartbeat=sent|failed|none`, installed, timer, silence_s, dry_run.
+    No journal and no clock on the VM: cheap enough to run every minute on every VM. Exits 0."""
+    settings = settings or GuardSettings()
+    _check_path("script_path", script_path)
+    _check_path("unit_dir", unit_dir)
+    directory, target = shlex.quote(_dirname(settings.heartbeat_path)), shlex.quote(settings.heartbeat_path)
+    touch = (
+        f"if [ -d {directory} ]; then if touch {target} 2>/dev/null; then echo heartbeat=sent; "
+        "else echo heartbeat=failed; fi; else echo heartbeat=none; fi"
+    )
+    return "; ".join([touch, *_installed_lines(script_path, unit_dir)])
 
 
 def root_command_line(commands: list[str]) -> str:
@@ -216,17 +300,87 @@ def root_command_line(commands: list[str]) -> str:
     return "sudo -n sh -c " + shlex.quote("set -e\n" + "\n".join(commands))
 
 
+_STATUS_KEYS = {"installed", "timer", "last", "heartbeat_age", "silence_s", "dry_run", "heartbeat"}
+_NO_ENTRIES = re.compile(r"-- No entries --|No journal files were (found|opened).*")
+
+
 def parse_status(output: str) -> GuardStatus:
     """Read `status_command`'s output. Garbage or missing lines give None/"unknown", never an error."""
     fields: dict[str, str] = {}
     for line in (output or "").splitlines():
         key, sep, value = line.partition("=")
-        if sep and key.strip() in {"installed", "timer", "last", "heartbeat_age"}:
+        if sep and key.strip() in _STATUS_KEYS:
             fields.setdefault(key.strip(), value.strip())
-    installed = {"yes": True, "no": False}.get(fields.get("installed", ""))
+    yes_no = {"yes": True, "no": False}
     timer = sanitize_line(fields.get("timer", ""), limit=40)
     timer_state = timer if re.fullmatch(r"[a-z-]+", timer) else "unknown"
     last = sanitize_line(fields.get("last", ""))
-    age_text = fields.get("heartbeat_age", "")
-    age = int(age_text) if re.fullmatch(r"-?[0-9]{1,12}", age_text) else None
-    return GuardStatus(installed=installed, timer_state=timer_state, last_decision=last or None, heartbeat_age_s=age)
+    if _NO_ENTRIES.fullmatch(last):  # journalctl's words for "nothing logged yet", not a decision
+        last = ""
+    heartbeat = fields.get("heartbeat")
+    return GuardStatus(
+        installed=yes_no.get(fields.get("installed", "")),
+        timer_state=timer_state,
+        last_decision=last or None,
+        heartbeat_age_s=_int_or_none(fields.get("heartbeat_age", ""), signed=True),
+        max_silence_s=_int_or_none(fields.get("silence_s", "")),
+        dry_run=yes_no.get(fields.get("dry_run", "")),
+        heartbeat=heartbeat if heartbeat in ("sent", "failed", "none") else None,
+    )
+
+
+def _int_or_none(text: str, *, signed: bool = False) -> int | None:
+    pattern = r"-?[0-9]{1,12}" if signed else r"[0-9]{1,12}"
+    return int(text) if re.fullmatch(pattern, text) else None
+
+
+def _limit_text(seconds: int) -> str:
+    return f"{seconds // 60}m" if seconds % 60 == 0 else format_duration(seconds)
+
+
+@dataclass(frozen=True)
+class GuardView:
+    """What the console knows of one VM's guard, for its pane (`GuardHeartbeat.state`)."""
+
+    checked_at: datetime
+    """When the latest heartbeat attempt ended."""
+    installed: bool | None = None
+    """None until a heartbeat got an answer."""
+    timer_state: str = "unknown"
+    silence_limit_s: int | None = None
+    """The installed unit's limit, read from the VM; None when not installed or not readable."""
+    dry_run: bool = False
+    last_sent_at: datetime | None = None
+    """When a heartbeat last touched the VM's heartbeat file (kept across failed attempts)."""
+    error: str = ""
+    """Why the latest attempt failed (sanitised, one line); "" when it succeeded."""
+
+    @property
+    def armed(self) -> bool:
+        return self.installed is True and self.timer_state == "active"
+
+    @property
+    def failing(self) -> bool:
+        """The latest heartbeat did not reach an installed (or unknown) guard: the VM's
+        silence is growing, so the pane should say it loudly."""
+        return bool(self.error) and self.installed is not False
+
+    def text(self, now: datetime) -> str:
+        """One short line: "guard armed · heartbeat 12s ago", "guard not installed", …"""
+        sent = None if self.last_sent_at is None else (now - self.last_sent_at).total_seconds()
+        if self.error:
+            facts = [f"last sent {format_age(sent)}"] if sent is not None else []
+            if self.silence_limit_s is not None and self.installed:
+                facts.append(f"powers off after {_limit_text(self.silence_limit_s)} of silence")
+            more = f" ({', '.join(facts)})" if facts else ""
+            return sanitize_line(f"guard: heartbeat failed{more}: {self.error}", 200)
+        if self.installed is False:
+            return "guard not installed"
+        if self.installed is None:
+            return "guard: state unknown"
+        head = "guard armed" if self.armed else f"guard installed, timer {self.timer_state}"
+        if self.dry_run:
+            head += " (dry run)"
+        if self.silence_limit_s is not None:
+            head += f" ({_limit_text(self.silence_limit_s)})"
+        return f"{head} · heartbeat {format_age(sent)}"

@@ -64,6 +64,7 @@ def build_vm_snapshot(
     pending_action: str = "",
     cost_warning_usd: float = DEFAULT_VM_WARNING_USD,
     cost_critical_usd: float = DEFAULT_VM_CRITICAL_USD,
+    snoozed_until: datetime | None = None,
 ) -> VmSnapshot:
     """Assemble one VM's snapshot at `now`.
 
@@ -84,7 +85,7 @@ def build_vm_snapshot(
         cost_today_usd=today,
         cost_month_usd=cost_month(intervals, hourly_usd, now, tz),
         cost_run_usd=cost_this_run(intervals, hourly_usd, now, tz),
-        idle=idle_status(signals, power, idle_stop_minutes, now, running_since(intervals)),
+        idle=idle_status(signals, power, idle_stop_minutes, now, running_since(intervals), snoozed_until),
         idle_stop_minutes=idle_stop_minutes,
         can_power=can_power,
         label=observation.label if observation is not None else "",

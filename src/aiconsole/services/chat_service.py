@@ -43,7 +43,11 @@ if TYPE_CHECKING:
 __all__ = ["AUTO", "ChatOptions", "ChatService", "ChatTarget", "FleetControl"]
 
 AUTO = "auto"
-ACTIVITY_EVERY_S = 1.0
+ACTIVITY_EVERY_S = 5.0
+CHAT_LEASE_S = 20.0
+"""A stream holds its VM busy this long past each renewal (every ACTIVITY_EVERY_S): long
+enough to bridge a slow renewal, short enough that a console killed mid-stream frees the
+VM's idle timer soon after."""
 CHAT_ACTIVITY = "chat stream"
 READY_POLL_S = 2.0
 
@@ -75,7 +79,7 @@ class FleetControl(Protocol):
 
     def powers(self) -> dict[str, PowerState]: ...
     async def start_vm(self, name: str) -> None: ...
-    def note_activity(self, name: str, kind: str, detail: str) -> None: ...
+    def note_activity(self, name: str, kind: str, detail: str, *, lease_s: float | None = None) -> None: ...
 
 
 class ChatService:
@@ -197,12 +201,14 @@ class ChatService:
             ticker.cancel()
             with suppress(asyncio.CancelledError):
                 await ticker
+            if self.fleet is not None:  # ended: an instant now, so idleness counts from here
+                self.fleet.note_activity(target.vm, ActivityKind.CHAT, CHAT_ACTIVITY)
 
     async def _note_activity(self, vm: str) -> None:
         if self.fleet is None:
             return
-        while True:
-            self.fleet.note_activity(vm, ActivityKind.CHAT, CHAT_ACTIVITY)
+        while True:  # busy while it streams: a lease renewed until the reply ends
+            self.fleet.note_activity(vm, ActivityKind.CHAT, CHAT_ACTIVITY, lease_s=CHAT_LEASE_S)
             await asyncio.sleep(ACTIVITY_EVERY_S)
 
     async def _backend(self, target: ChatTarget) -> Any:

@@ -18,7 +18,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import dataclass, field, replace
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from aiconsole.domain.budget import build_budget_snapshot
 from aiconsole.domain.cost import PowerInterval, month_window
@@ -58,8 +58,8 @@ class _VmState:
     signals: dict[str, ActivitySignal] = field(default_factory=dict)
     pending: str = ""
     failures: int = 0
-    saved_at: dict[str, datetime] = field(default_factory=dict)
-    """When each kind of outside activity was last written to the ledger."""
+    saved: dict[str, ActivitySignal] = field(default_factory=dict)
+    """Each kind's outside activity as last written to the ledger."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -73,6 +73,19 @@ def _shown(state: _VmState) -> tuple:
     if seen is None:
         return (None, state.pending)
     return (seen.power, seen.raw_state, seen.label, seen.error, seen.checked_at is None, state.pending)
+
+
+def _worth_saving(saved: ActivitySignal | None, new: ActivitySignal) -> bool:
+    """Whether `new` must reach the ledger now (see `FleetMonitor.note_activity`)."""
+    if saved is None or (saved.detail, saved.unknown, saved.until is None) != (new.detail, new.unknown, new.until is None):
+        return True
+    if new.at.timestamp() - saved.at.timestamp() >= PERSIST_ACTIVITY_EVERY_S:
+        return True
+    # The saved lease has less than half its length left: renewed on disk now, so another
+    # process reading the ledger never sees it lapse while its source still renews it.
+    if saved.until is None or new.until is None:
+        return False
+    return saved.until.timestamp() - new.at.timestamp() < (new.until.timestamp() - new.at.timestamp()) / 2
 
 
 class UnknownVmError(KeyError):
@@ -112,9 +125,12 @@ class FleetMonitor:
         self._stack = AsyncExitStack()
         self._opened = False
         self._stop_guard: StopGuard | None = None
+        self._snoozes: dict[str, datetime] = {}
+        """The idle stops put off (the ledger's, as of the last `sync_activity`)."""
         self._states: dict[str, _VmState] = {vm.name: _VmState(vm) for vm in settings.vm}
         for state in self._states.values():
             self._load_history(state)
+        self._snoozes = ledger.snoozes()
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -188,6 +204,7 @@ class FleetMonitor:
             pending_action=state.pending,
             cost_warning_usd=self.settings.budget.vm_daily_warn_usd,
             cost_critical_usd=self.settings.budget.vm_daily_critical_usd,
+            snoozed_until=self._snoozes.get(vm.name),
         )
 
     # -- acting -------------------------------------------------------------------
@@ -244,21 +261,43 @@ class FleetMonitor:
             log.exception("stop guard for %s failed", name)
             return StopCheck(name, failed=sanitize_line(f"{type(error).__name__}: {error}"))
 
-    def note_activity(self, name: str, kind: str, detail: str, at: datetime | None = None) -> None:
-        """An activity signal from outside (GPU use, later chat streams...): resets the idle timer.
+    def note_activity(
+        self, name: str, kind: str, detail: str, at: datetime | None = None, *, lease_s: float | None = None,
+        until: datetime | None = None, unknown: bool = False,
+    ) -> None:  # fmt: skip
+        """An activity signal from outside (GPU use, a chat stream, a RUNNING run...).
 
-        Kept in memory at once; written to the ledger at most once a minute per VM and
-        kind, since a busy GPU reports itself every second.
+        `lease_s` (or `until`) keeps the VM busy that long unless renewed; `unknown`: the
+        source could not read its data (busy too). Kept in memory at once; written to the
+        ledger, where another process (a console and `watch`) reads it, when it changes
+        what it says, when its saved lease would lapse before the next write, and at least
+        once a minute: a busy GPU reports itself every second.
         """
         state = self._states.get(name)
         if state is None:
             return
         at = at or self._clock()
-        state.signals[kind] = ActivitySignal(name, kind, at, detail)
-        last_saved = state.saved_at.get(kind)
-        if last_saved is None or (at - last_saved).total_seconds() >= PERSIST_ACTIVITY_EVERY_S:
-            self.ledger.record_activity(name, kind, at, detail)
-            state.saved_at[kind] = at
+        if lease_s is not None:
+            until = at + timedelta(seconds=lease_s)
+        signal = ActivitySignal(name, kind, at, detail, until, unknown)
+        state.signals[kind] = signal
+        if _worth_saving(state.saved.get(kind), signal):
+            self.ledger.record_activity(name, kind, at, detail, until=until, unknown=unknown)
+            state.saved[kind] = signal
+
+    def sync_activity(self) -> None:
+        """Take the newer signals another process wrote to the ledger (one query for the fleet):
+        the console's chat streams reach `watch`, and `watch`'s readings reach the console;
+        and the snoozes, whoever gave them."""
+        self._snoozes = self.ledger.snoozes()
+        for signal in self.ledger.latest_activities():
+            state = self._states.get(signal.vm)
+            if state is None:
+                continue
+            mine = state.signals.get(signal.kind)
+            if mine is None or signal.at > mine.at:
+                state.signals[signal.kind] = signal
+                state.saved[signal.kind] = signal
 
     async def _power(self, state: _VmState, action: str, kind: str, reason: str, actor: str) -> None:
         """Carry out start/stop through the provider, journaled first, recorded as activity."""
@@ -353,7 +392,16 @@ class FleetMonitor:
     def _record_signal(self, state: _VmState, kind: str, detail: str, at: datetime | None = None) -> None:
         at = at or self._clock()
         self.ledger.record_activity(state.name, kind, at, detail)
-        state.signals[kind] = ActivitySignal(state.name, kind, at, detail)
+        state.signals[kind] = state.saved[kind] = ActivitySignal(state.name, kind, at, detail)
+
+    def now(self) -> datetime:
+        """The monitor's clock: what `snapshot().at` would be, without building the snapshot."""
+        return self._clock()
+
+    @property
+    def tz(self) -> tzinfo:
+        """The operator's zone: days and months of the budgets are counted in it."""
+        return self._tz
 
     @property
     def names(self) -> Mapping[str, object]:

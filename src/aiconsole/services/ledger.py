@@ -30,6 +30,7 @@ from aiconsole.domain.cost import PowerInterval
 from aiconsole.domain.events import Event
 from aiconsole.domain.idle import ActivitySignal
 from aiconsole.domain.power import PowerState
+from aiconsole.services.ledger_policy import PolicyTables
 from aiconsole.services.sqlite_file import Migration, SqliteFile, from_ts, statements, to_ts
 
 DETAIL_MAX_CHARS = 200
@@ -73,7 +74,28 @@ _SCHEMA_V2 = (
     "CREATE INDEX events_by_time ON events (at_ts)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (statements(*_SCHEMA_V1), statements(*_SCHEMA_V2))
+_SCHEMA_V3 = (
+    # Activity leases (domain/idle.py): busy until `until_ts` while its source renews it, so
+    # that a `watch` and a console sharing this file see each other's chat streams and runs.
+    "ALTER TABLE activity ADD COLUMN until_ts REAL",
+    "ALTER TABLE activity ADD COLUMN unknown INTEGER NOT NULL DEFAULT 0",
+    # The enforcement lock: the one process (console or watch) that stops VMs by policy.
+    """CREATE TABLE enforcer (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT NOT NULL,
+        role TEXT NOT NULL,
+        since_ts REAL NOT NULL,
+        renewed_ts REAL NOT NULL,
+        wanted_by TEXT NOT NULL DEFAULT ''
+    )""",
+    # Snoozes of the idle stop, so that one given at a console holds a `watch` that enforces.
+    "CREATE TABLE snoozes (vm TEXT PRIMARY KEY, until_ts REAL NOT NULL) WITHOUT ROWID",
+    # The highest budget level notified per period ("day 2026-11-23"): once per period, across
+    # restarts and whichever process enforces.
+    "CREATE TABLE notified (period TEXT PRIMARY KEY, level TEXT NOT NULL) WITHOUT ROWID",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (statements(*_SCHEMA_V1), statements(*_SCHEMA_V2), statements(*_SCHEMA_V3))
 """MIGRATIONS[n] takes the schema from version n to n + 1; append, never edit."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -82,8 +104,8 @@ class LedgerError(Exception):
     """The ledger file cannot be used; the message names the file and the reason."""
 
 
-class Ledger(SqliteFile):
-    """Power intervals, latest activity per VM, and the event journal, in one SQLite file."""
+class Ledger(PolicyTables, SqliteFile):
+    """Power intervals, latest activity per VM, the enforcement lock and the event journal, in one SQLite file."""
 
     error = LedgerError
     what = "ledger"
@@ -140,27 +162,35 @@ class Ledger(SqliteFile):
             for vm, state, start, end in rows
         ]
 
-    def record_activity(self, vm: str, kind: str, at: datetime, detail: str = "") -> None:
-        """Keep `at` as the latest `kind` activity on `vm`, unless a later one is already kept."""
+    def record_activity(
+        self, vm: str, kind: str, at: datetime, detail: str = "", *, until: datetime | None = None,
+        unknown: bool = False,
+    ) -> None:  # fmt: skip
+        """Keep this as the latest `kind` activity on `vm`, unless a later one is already kept."""
         ts = to_ts(at, "at")
+        until_ts = None if until is None else to_ts(until, "until")
         with self._transaction() as connection:
             connection.execute(
-                "INSERT INTO activity (vm, kind, at_ts, detail) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (vm, kind) DO UPDATE SET at_ts = excluded.at_ts, detail = excluded.detail "
+                "INSERT INTO activity (vm, kind, at_ts, detail, until_ts, unknown) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (vm, kind) DO UPDATE SET at_ts = excluded.at_ts, detail = excluded.detail, "
+                "until_ts = excluded.until_ts, unknown = excluded.unknown "
                 "WHERE excluded.at_ts >= activity.at_ts",
-                (vm, str(kind), ts, detail[:DETAIL_MAX_CHARS]),
+                (vm, str(kind), ts, detail[:DETAIL_MAX_CHARS], until_ts, int(unknown)),
             )
 
     def latest_activities(self, vm: str | None = None) -> list[ActivitySignal]:
         """The latest activity per kind (of one VM or all), oldest first."""
-        query = "SELECT vm, kind, at_ts, detail FROM activity"
+        query = "SELECT vm, kind, at_ts, detail, until_ts, unknown FROM activity"
         params: tuple[str, ...] = ()
         if vm is not None:
             query += " WHERE vm = ?"
             params = (vm,)
         with self._guard() as connection:
             rows = connection.execute(query + " ORDER BY at_ts, vm, kind", params).fetchall()
-        return [ActivitySignal(vm, kind, from_ts(at), detail) for vm, kind, at, detail in rows]
+        return [
+            ActivitySignal(vm, kind, from_ts(at), detail, None if until is None else from_ts(until), bool(unknown))
+            for vm, kind, at, detail, until, unknown in rows
+        ]
 
     def last_activity(self, vm: str) -> ActivitySignal | None:
         """The latest activity of any kind on `vm`, or None if none was ever recorded."""

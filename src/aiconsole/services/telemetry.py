@@ -135,23 +135,29 @@ class TelemetryHub:
     async def run(
         self,
         powers: Callable[[], Mapping[str, PowerState]],
-        on_busy: Callable[[str, datetime], None] = lambda vm, at: None,
+        on_gpu: Callable[[str, bool | None, datetime, str], None] = lambda vm, busy, at, why: None,
+        *,
+        health_checks: bool = True,
     ) -> None:
         """Follow the fleet once a second and check services, until cancelled.
 
-        `on_busy(vm, at)` is called each second for every VM whose GPU utilisation is
-        above the busy level: the idle timer's activity signal.
+        `on_gpu(vm, busy, at, why)` is called each second for every running VM with a feed:
+        busy True when a GPU is above the busy level (the idle timer's activity signal),
+        None when that cannot be told (`why` says what: stale, not connected), which the
+        idle timer counts as busy. Not called for an idle GPU, nor for a host without one.
+        `health_checks=False`: no service checks (`aiconsole watch`, which never draws them:
+        at 100 VMs they were ~40 % of its CPU, docs/performance.md).
         """
         async with asyncio.TaskGroup() as group:
             if self.local is not None:
                 group.create_task(self.local.run(), name="gpu-feed-local")
-            group.create_task(self._check_services_forever(), name="health-checks")
+            if health_checks:
+                group.create_task(self._check_services_forever(), name="health-checks")
             while True:
                 self.follow(powers())
                 now = self._clock()
-                for vm, busy in self.busy(now).items():
-                    if busy:
-                        on_busy(vm, now)
+                for vm, (busy, why) in self.gpu_activity(now).items():
+                    on_gpu(vm, busy, now, why)
                 self.record_timeline()
                 await asyncio.sleep(1.0)
 
@@ -252,9 +258,21 @@ class TelemetryHub:
         cache[name] = (base, services, result)
         return result
 
-    def busy(self, now: datetime) -> dict[str, bool | None]:
-        """Per running VM with a feed: is its GPU busy (None: unknown)."""
-        return {name: feed.busy(now) for name, feed in self._feeds.items()}
+    def gpu_activity(self, now: datetime) -> dict[str, tuple[bool | None, str]]:
+        """Per running VM whose GPU says something to the idle timer: (True, "GPU busy"), or
+        (None, why it cannot be told). An idle GPU, and a host without GPU, say nothing."""
+        found: dict[str, tuple[bool | None, str]] = {}
+        for name, feed in self._feeds.items():
+            busy = feed.busy(now)
+            if busy:
+                found[name] = (True, "GPU busy")
+            elif busy is None:
+                outline = feed.outline(now)
+                if outline.state is FeedState.NO_GPU:
+                    continue
+                # Short: the pane lists it beside the other reasons; the GPUs tab has the whole message.
+                found[name] = (None, f"GPU {outline.state.value}")
+        return found
 
     def take_crossings(self) -> list[tuple[str, LevelCrossing]]:
         """(host, crossing) for every threshold crossed since the last call: notify each once."""

@@ -2,7 +2,8 @@
 timer and the stop guard.
 
     watch = TrainingWatch(servers, endpoints, TrainingOptions.of(settings.training),
-                          on_activity=lambda vm, detail: monitor.note_activity(vm, "mlflow", detail))
+                          on_activity=lambda vm, detail, unknown=False: monitor.note_activity(
+                              vm, "mlflow", detail, lease_s=45, unknown=unknown))
     await watch.run(monitor.powers)          # every refresh_s: each server whose VM runs
     watch.snapshot()                         # TrainingSnapshot: runs per server, errors, ages
     check = await watch.stop_check("training")   # fresh: RUNNING runs, or who could not be asked
@@ -92,7 +93,7 @@ class TrainingWatch:
         *,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = utc_now,
-        on_activity: Callable[[str, str], None] = lambda vm, detail: None,
+        on_activity: Callable[..., None] = lambda vm, detail, unknown=False: None,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         """`environ` holds the servers' secret variables only (see `assembly.build_training`)."""
@@ -150,8 +151,13 @@ class TrainingWatch:
                 log.exception("reading %s failed", server.label)
                 error = TrainingError(server, sanitize_line(f"{type(error).__name__}: {error}"))
             self._state[key] = with_error(previous, error.detail)
-            if previous.running:  # unknown is never idle: the runs last seen going still count
-                self._on_activity(server.vm, activity_detail(previous.running) + " (last seen; MLflow unreachable)")
+            # Unknown is never idle: the VM counts as busy while its MLflow cannot be read,
+            # naming the runs last seen going, if any.
+            if previous.running:
+                detail = activity_detail(previous.running) + " (last seen; MLflow unreachable)"
+            else:
+                detail = f"MLflow unreachable ({server.service})"
+            self._on_activity(server.vm, detail, unknown=True)
             return
         self._state[key] = current = with_runs(previous, experiments, runs, self._clock())
         if current.running:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from aiconsole.runtime import RuntimeRequest
     from aiconsole.services.chat_service import ChatService
     from aiconsole.services.model_library import ModelLibrary
+    from aiconsole.services.money_guard import MoneyGuard, MoneyNotice
     from aiconsole.services.telemetry import TelemetryHub
     from aiconsole.services.training import TrainingWatch
     from aiconsole.ui.console_tabs import ConsoleTabs
@@ -109,6 +110,7 @@ class AiConsoleApp(App[None]):
     BINDINGS = [
         binding("help", "help", label="Help"),
         binding("quit", "quit", label="Quit"),
+        binding("idle-snooze", "snooze", show=False),
         binding("command-palette", "command_palette", show=False),
         # Textual adds its own ctrl+p only when no binding opens the palette: ours does (colon).
         Binding("ctrl+p", "command_palette", "palette", show=False, priority=True, tooltip="Open the command palette"),
@@ -135,6 +137,10 @@ class AiConsoleApp(App[None]):
         """The telemetry hub, once built (after the tabs show)."""
         self.training: TrainingWatch | None = None
         """The MLflow watch, once built (after the hub)."""
+        self.money_guard: MoneyGuard | None = None
+        """The idle and budget stops, once the activity sources run (not in read-only mode)."""
+        self._snooze_candidate: tuple[str, object] | None = None
+        """The VM of the last idle warning and when it came: what the snooze key snoozes."""
         self._training_ready = asyncio.Event()
         """Set once the watch is built or cannot be (the stop guard waits for it)."""
         self.read_only = read_only
@@ -229,16 +235,23 @@ class AiConsoleApp(App[None]):
         if (console := self.console_tabs) is not None:
             console.use_telemetry(hub)
         self.set_timer(5.0, _freeze_startup_heap)
+        from aiconsole.services.activity_reports import ActivityReports
+
         monitor = runtime.monitor
-        library = await self._start_models(runtime, hub)
+        reports = ActivityReports(monitor, runtime.settings)
+        library = await self._start_models(runtime, hub, reports)
         chat = self._start_chat(runtime, hub)
-        training = self._start_training(runtime, hub)
+        training = self._start_training(runtime, hub, reports)
+        self._start_money_guard(runtime)
+        probe = self._start_probes(runtime, hub, reports)
         try:
-            await hub.run(monitor.powers, on_busy=lambda vm, at: monitor.note_activity(vm, "gpu", "GPU busy", at))
+            await hub.run(monitor.powers, on_gpu=reports.gpu)
         except Exception as error:  # shown, never fatal: the Fleet tab goes on without gauges
             self.hub = None
             self._telemetry_failed(error)
         finally:
+            if probe is not None:
+                await probe.aclose()
             if training is not None:
                 await training.aclose()
             if chat is not None:
@@ -247,7 +260,7 @@ class AiConsoleApp(App[None]):
                 await library.aclose()  # its pulls are cancelled, its clients closed, before the pool goes
             await hub.aclose()
 
-    async def _start_models(self, runtime: Runtime, hub: TelemetryHub) -> ModelLibrary | None:
+    async def _start_models(self, runtime: Runtime, hub: TelemetryHub, reports) -> ModelLibrary | None:
         """The model library on the hub's endpoints and SSH pool, built in a thread (importing
         the ollama client takes a while); a failure is shown on the Models tab, never fatal."""
         from aiconsole.assembly import build_model_library
@@ -259,7 +272,7 @@ class AiConsoleApp(App[None]):
                 runtime.settings,
                 hub.endpoints,
                 hub.pool,
-                on_activity=lambda vm, detail: monitor.note_activity(vm, "pull", detail),
+                on_activity=reports.pull,
             )
         except Exception as error:  # shown, never fatal
             if (console := self.console_tabs) is not None:
@@ -292,16 +305,14 @@ class AiConsoleApp(App[None]):
             console.use_chat(service, history)
         return service
 
-    def _start_training(self, runtime: Runtime, hub: TelemetryHub) -> TrainingWatch | None:
+    def _start_training(self, runtime: Runtime, hub: TelemetryHub, reports) -> TrainingWatch | None:
         """The MLflow watch on the hub's endpoints, reading in the background (a RUNNING run is
         activity for its VM's idle timer); it also answers the stop guard. Never fatal."""
         from aiconsole.assembly import build_training
 
         console, monitor = self.console_tabs, runtime.monitor
         try:
-            watch = build_training(
-                runtime.settings, hub.endpoints, on_activity=lambda vm, detail: monitor.note_activity(vm, "mlflow", detail)
-            )
+            watch = build_training(runtime.settings, hub.endpoints, on_activity=reports.mlflow)
         except Exception as error:  # shown, never fatal
             if console is not None:
                 console.training.failed(error)
@@ -313,6 +324,85 @@ class AiConsoleApp(App[None]):
         if console is not None:
             console.use_training(watch, hub.timeline)
         return watch
+
+    def _start_money_guard(self, runtime: Runtime) -> None:
+        """The idle and budget stops (services/money_guard.py), once the activity sources run.
+        Read-only mode runs none: it changes nothing. Never fatal."""
+        if self.read_only:
+            return
+        from aiconsole.assembly import build_money_guard
+
+        try:
+            guard = build_money_guard(runtime, notify=self._money_notice)
+        except Exception as error:  # shown, never fatal
+            self.notify(f"The money guard is off: {error}", severity="error", markup=False, timeout=15)
+            return
+        self.money_guard = guard
+        if (fleet := self.fleet) is not None:
+            fleet.use_money_guard(guard)
+        step_s = runtime.settings.budget.enforce_step_s
+        self.run_worker(guard.run(step_s), group="money-guard", exclusive=True, exit_on_error=False)
+
+    def _start_probes(self, runtime: Runtime, hub: TelemetryHub, reports):
+        """SSH sessions and Ollama keep-alives as activity, the dead-man's switch heartbeats (the
+        pane shows each guard's state) and the orphan scan, over the hub's SSH pool. Never fatal."""
+        from aiconsole.services.activity_probe import ActivityProbe
+        from aiconsole.services.guard_heartbeat import build_guard_heartbeat
+
+        monitor = runtime.monitor
+        try:
+            probe = ActivityProbe(runtime.settings, hub.pool, hub.endpoints, reports.probe, tz=monitor.tz)
+            heartbeat = build_guard_heartbeat(runtime.settings, hub.pool)
+            orphans = runtime.build_orphan_scan()
+        except Exception as error:  # shown, never fatal
+            self.notify(f"Activity probes are off: {error}", severity="error", markup=False, timeout=15)
+            return None
+        self.run_worker(probe.run(monitor.powers), group="activity-probe", exclusive=True, exit_on_error=False)
+        self.run_worker(heartbeat.run(monitor.powers), group="guard-heartbeat", exclusive=True, exit_on_error=False)
+        if self.money_guard is not None:
+            self.run_worker(orphans.run(self.money_guard.orphans_found), group="orphans", exit_on_error=False)
+        if (fleet := self.fleet) is not None:
+            fleet.use_heartbeat(heartbeat)
+        return probe
+
+    def _money_notice(self, notice: MoneyNotice) -> None:
+        """An idle stop coming, a budget level, a stop: a toast; an idle warning names the snooze key."""
+        text = notice.text
+        if notice.snoozable:
+            self._snooze_candidate = (notice.vm, self.money_guard.monitor.now() if self.money_guard else None)
+            key = self.get_key_display(Binding(self._keys_for("idle-snooze"), ""))
+            text += f" — {key} snoozes it {self._snooze_minutes():g} minutes"
+        timeout = 30 if notice.severity == "error" else 12
+        self.notify(text, severity=notice.severity, markup=False, timeout=timeout)  # type: ignore[arg-type]
+
+    def _keys_for(self, binding_id: str) -> str:
+        keymap = self.runtime.settings.keys if self.runtime is not None else {}
+        return (keymap.get(binding_id) or KEYS_BY_ID[binding_id].keys).split(",")[0]
+
+    def _snooze_minutes(self) -> float:
+        return self.money_guard.idle.snooze_minutes if self.money_guard is not None else 30.0
+
+    def action_snooze(self, name: str | None = None) -> None:
+        """Put an idle stop off: `name`, else the VM last warned about (within 10 minutes),
+        else the VM selected on the Fleet tab."""
+        guard = self.money_guard
+        if self.read_only or guard is None:
+            self.notify("Nothing to snooze: the money guard is not running here.", severity="warning")
+            return
+        now = guard.monitor.now()
+        if name is None and self._snooze_candidate is not None:
+            vm, when = self._snooze_candidate
+            if when is not None and (now - when).total_seconds() <= 600:
+                name = vm
+        if name is None and (fleet := self.fleet) is not None and fleet.selected is not None:
+            name = fleet.selected.name
+        if name is None:
+            self.notify("Nothing to snooze: no idle stop was announced; select a VM first.", severity="warning")
+            return
+        until = guard.snooze(name)
+        local = until.astimezone(guard.tz).strftime("%H:%M")
+        self.notify(f"{name}: idle stop put off until {local}.", markup=False)
+        self._snooze_candidate = None
 
     async def _stop_check(self, vm: str) -> StopCheck:
         """The stop guard: what the MLflow watch finds on `vm`. A VM without an mlflow service
@@ -408,6 +498,10 @@ class AiConsoleApp(App[None]):
         if self.read_only:
             return
         for vm in fleet.snapshot.vms:
+            if vm.can_power and self.money_guard is not None:
+                yield SystemCommand(
+                    f"Snooze idle stop of {vm.name}", f"+{self._snooze_minutes():g} minutes", partial(self.action_snooze, vm.name)
+                )
             if vm.can_power:
                 yield SystemCommand(f"Start VM {vm.name}", vm.provider, partial(fleet.action_start, vm.name))
                 yield SystemCommand(f"Stop VM {vm.name}", "asks first", partial(fleet.action_stop, vm.name))

@@ -307,6 +307,8 @@ class ConsoleTabs(Vertical):
             self._start_clock()
 
     def _draw(self, name: str) -> None:
+        if not name:  # TabbedContent has not chosen its first tab yet (the hub can come first): the next tick draws
+            return
         tab_pane = self._tab_pane(name)
         if not tab_pane.visible:
             tab_pane.visible = True

@@ -18,6 +18,7 @@ from textual.content import Content
 from textual.message import Message
 
 from aiconsole.domain.fleet import FleetSnapshot, VmSnapshot
+from aiconsole.domain.budget_policy import budget_outlook
 from aiconsole.domain.events import EventKind
 from aiconsole.domain.format import format_usd
 from aiconsole.domain.power import PowerState
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
     from aiconsole.domain.telemetry import TelemetrySnapshot
     from aiconsole.services.fleet import FleetMonitor
+    from aiconsole.services.guard_heartbeat import GuardHeartbeat
+    from aiconsole.services.money_guard import MoneyGuard
 
 
 def _power_bindings(*, show: bool) -> list:
@@ -64,10 +67,31 @@ class FleetPane(VerticalScroll):
         """The latest telemetry the console's tick gave (None before the hub runs)."""
         self._snapshot: FleetSnapshot = monitor.snapshot()
         self._card_map: dict[str, VmCard] | None = None
+        self.money_guard: MoneyGuard | None = None
+        """Who enforces the idle and budget stops, once the app runs the guard."""
+        self.heartbeat: GuardHeartbeat | None = None
+
+    def use_heartbeat(self, heartbeat: GuardHeartbeat) -> None:
+        """The dead-man's switch heartbeats: each card shows its VM's guard state."""
+        self.heartbeat = heartbeat
+        self.redraw()
+
+    def use_money_guard(self, guard: MoneyGuard) -> None:
+        self.money_guard = guard
+        self.redraw()
+
+    def budget_note(self, snap: FleetSnapshot) -> str:
+        """The line under the budget bars: the burn and its outlook, and who enforces."""
+        note = budget_outlook(snap, self.monitor.tz)
+        if self.read_only:
+            return note + " · read-only"
+        if self.money_guard is not None:
+            note += " · " + self.money_guard.short_text(snap.at)
+        return note
 
     def compose(self) -> ComposeResult:
         snap = self._snapshot
-        yield BudgetBars(snap.budget, id="budget")
+        yield BudgetBars(snap.budget, self.budget_note(snap), id="budget")
         for vm in snap.vms:
             yield VmCard(vm, snap.at, id=f"vm-{vm.name}")
 
@@ -105,12 +129,13 @@ class FleetPane(VerticalScroll):
         """
         self._snapshot = snap = self.monitor.snapshot()
         telemetry = self._telemetry
-        self.query_one(BudgetBars).show(snap.budget)
+        self.query_one(BudgetBars).show(snap.budget, self.budget_note(snap))
         cards = self._cards()
         for vm in snap.vms:
             card = cards.get(vm.name)
             if card is not None:  # a card reads its host's GPU views only when it paints
-                card.show(vm, snap.at, telemetry, in_view=self._in_view(card))
+                guard = self.heartbeat.state(vm.name) if self.heartbeat is not None else None
+                card.show(vm, snap.at, telemetry, in_view=self._in_view(card), guard=guard)
 
     def _cards(self) -> dict[str, VmCard]:
         if self._card_map is None or len(self._card_map) != len(self._snapshot.vms):

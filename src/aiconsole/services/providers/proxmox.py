@@ -1,4 +1,5 @@
-"""Proxmox VE (`/api2/json`): status, start and graceful-then-forced stop of one guest.
+"""Proxmox VE (`/api2/json`): status, start and graceful-then-forced stop of one guest,
+and the list of the node's guests (for the orphan scan).
 
 Calls (see `aiconsole.demo.proxmox_api` for sources): `GET .../status/current`
 (`data.status` is running|stopped; for qemu `data.qmpstatus` says more: paused,
@@ -11,6 +12,11 @@ Proxmox has no "starting"/"stopping" state of its own, so while this provider is
 carrying out a start or stop, `status()` reports the transition itself.
 A guest that does not exist is an HTTP 500 "Configuration file ... does not exist",
 reported here as NOT_FOUND.
+
+`GET /nodes/{node}/qemu` and `/nodes/{node}/lxc` list the node's guests the token may
+audit: `{"data": [{"vmid", "name", "status", "template"?, "qmpstatus"?, ...}]}`. The
+vmid is a number, except in the lxc lists of older PVE releases, which send it as text.
+Proxmox has no prices: a listed guest's `hourly_usd` is None.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from urllib.parse import quote
 
 import httpx
 
+from aiconsole.domain.orphans import InstanceListing
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.sanitize import sanitize_line
 from aiconsole.domain.secret import Secret
@@ -94,7 +101,7 @@ class ProxmoxProvider:
         """True when the last stop() had to fall back to a forced stop (for the event log)."""
         self._api = JsonApi(
             "Proxmox",
-            _api_root(api_url),
+            api_root(api_url),
             auth_headers={"Authorization": f"PVEAPIToken={token_id}={token_secret.reveal()}"},
             credential=f"API token {token_id}",
             secret=token_secret.reveal(),
@@ -164,6 +171,40 @@ class ProxmoxProvider:
 
     async def aclose(self) -> None:
         await self._api.aclose()
+
+    async def list_instances(self) -> tuple[InstanceListing, ...]:
+        """Every VM and container on this guest's node (templates left out), for the orphan scan."""
+        listings: list[InstanceListing] = []
+        for guest in GUEST_KINDS:
+            path = f"/nodes/{quote(self.node)}/{guest}"
+            payload = await self._api.request("GET", path, not_found=f"Proxmox has no node {self.node}")
+            items = payload.get("data") if isinstance(payload, dict) else None
+            if not isinstance(items, list):
+                message = f"Proxmox answered the {guest} list of node {self.node} without a list"
+                raise ProviderError(ProviderErrorKind.MALFORMED, sanitize_line(message))
+            listings += [self._listing(item, guest) for item in items if not _is_template(item)]
+        return tuple(listings)
+
+    def _listing(self, item: Any, guest: str) -> InstanceListing:
+        vmid = item.get("vmid") if isinstance(item, dict) else None
+        if isinstance(vmid, bool) or not (isinstance(vmid, int) or (isinstance(vmid, str) and vmid.isdigit())):
+            message = f"Proxmox listed a {guest} guest of node {self.node} without a vmid"
+            raise ProviderError(ProviderErrorKind.MALFORMED, message)
+        word = item.get("status") if isinstance(item.get("status"), str) else ""
+        qmpstatus = item.get("qmpstatus") if isinstance(item.get("qmpstatus"), str) else None
+        raw = word if not qmpstatus or qmpstatus == word else f"{word} ({qmpstatus})"
+        name = item.get("name")
+        return InstanceListing(
+            provider=self.kind,
+            endpoint=self._api.base_url,
+            instance_id=str(int(vmid)),
+            name=sanitize_line(name if isinstance(name, str) else "", 120),
+            power=power_from_status(word, qmpstatus),
+            raw_state=sanitize_line(raw, 60),
+            hourly_usd=None,
+            host=sanitize_line(self.node, 60),
+            guest=guest,
+        )
 
     async def _shutdown(self) -> bool:
         upid = await self._post("shutdown", {"timeout": max(1, round(self._shutdown_timeout))})
@@ -240,7 +281,12 @@ class ProxmoxProvider:
         return await self._api.request(method, path, data=data, not_found=self._missing)
 
 
-def _api_root(api_url: str) -> str:
+def api_root(api_url: str) -> str:
     """Accept both `https://pve:8006` and `https://pve:8006/api2/json`."""
     root = api_url.rstrip("/")
     return root if root.endswith("/api2/json") else root + "/api2/json"
+
+
+def _is_template(item: Any) -> bool:
+    """A template is never run: not an instance that could cost anything."""
+    return isinstance(item, dict) and item.get("template") in (1, "1", True)

@@ -1,4 +1,5 @@
-"""The fleet's spend today and this month against the budget, as two bars."""
+"""The fleet's spend today and this month against the budget, as two bars, and a line
+beneath: the burn now, when a budget is reached at that burn, and who enforces."""
 
 from __future__ import annotations
 
@@ -49,22 +50,23 @@ def budget_line(
 
 
 class BudgetBars(Widget):
-    """Two lines: today against the daily budget, this month against the monthly one."""
+    """Today against the daily budget, this month against the monthly one, and the outlook."""
 
     DEFAULT_CSS = """
     BudgetBars {
-        height: 2;
+        height: 3;
         padding: 0 1;
     }
     """
 
-    def __init__(self, budget: BudgetSnapshot, *, id: str | None = None) -> None:
+    def __init__(self, budget: BudgetSnapshot, note: str = "", *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.budget = budget
+        self.note = note
 
-    def show(self, budget: BudgetSnapshot) -> None:
-        if budget != self.budget:
-            self.budget = budget
+    def show(self, budget: BudgetSnapshot, note: str = "") -> None:
+        if (budget, note) != (self.budget, self.note):
+            self.budget, self.note = budget, note
             self.refresh()
 
     def render(self) -> Content:
@@ -80,4 +82,6 @@ class BudgetBars(Widget):
             line("Today", b.spent_today_usd, b.daily_usd, b.day_level),
             "\n",
             line("Month", b.spent_month_usd, b.monthly_usd, b.month_level),
+            "\n",
+            (" " * _LABEL_WIDTH + self.note, "$foreground-muted"),
         )

@@ -9,6 +9,7 @@ from textual.widget import Widget
 
 from aiconsole.domain.fleet import VmSnapshot
 from aiconsole.domain.format import format_age, format_duration, format_usd
+from aiconsole.domain.guard import GuardView
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.telemetry import FeedState, HostTelemetry, TelemetrySnapshot
 from aiconsole.ui.widgets.gpu_gauges import PANE_WIDTH, host_gauges_content
@@ -57,7 +58,7 @@ def idle_content(vm: VmSnapshot) -> Content:
             return Content.styled("stopped: not billed", "$foreground-muted")
         return Content.styled("idle: not counted until running", "$foreground-muted")
     if idle.busy_reasons:
-        return Content.assemble(("busy: ", "$foreground-muted"), ", ".join(idle.busy_reasons))
+        return busy_content(idle.busy_reasons, idle.unknown_reasons)
     parts: list[str | tuple[str, str]] = [
         ("idle ", "$foreground-muted"),
         format_duration(idle.idle_seconds),
@@ -66,10 +67,35 @@ def idle_content(vm: VmSnapshot) -> Content:
         parts.append(("   no idle stop", "$foreground-muted"))
     elif idle.remaining_seconds is not None:
         soon = idle.remaining_seconds <= 300
-        parts += [("   stops in ", "$foreground-muted"), (format_duration(idle.remaining_seconds), "$warning bold" if soon else "")]
+        lead = "   snoozed, stops in " if idle.snoozed else "   stops in "
+        parts += [(lead, "$foreground-muted"), (format_duration(idle.remaining_seconds), "$warning bold" if soon else "")]
     if idle.last_activity:
         parts += [("   last: ", "$foreground-muted"), idle.last_activity]
     return Content.assemble(*parts)
+
+
+def busy_content(reasons: tuple[str, ...], unknown: tuple[str, ...]) -> Content:
+    """Why the idle stop is held: "busy: chat stream, 2 SSH sessions", and apart from them
+    what could not be read, which holds it for lack of evidence rather than because of use."""
+    known = [reason for reason in reasons if reason not in unknown]
+    parts: list[str | tuple[str, str]] = []
+    if known:
+        parts += [("busy: ", "$foreground-muted"), ", ".join(known)]
+    if unknown:
+        parts += [(" · " if known else "", ""), ("unknown: ", "$warning"), ", ".join(unknown)]
+    return Content.assemble(*parts)
+
+
+def guard_content(guard: GuardView | None, now: datetime) -> Content:
+    """The dead-man's switch, short, ahead of the status: said only when installed or failing
+    (a VM without it needs no word on every pane)."""
+    if guard is None or guard.installed is not True:  # not installed, or not known yet
+        return Content("")
+    if guard.failing:
+        return Content.styled("guard: heartbeat failing · ", "$error")
+    if guard.armed:
+        return Content.styled("guard armed · ", "$success")
+    return Content.styled("guard not armed · ", "$warning")
 
 
 def status_content(vm: VmSnapshot, now: datetime) -> Content:
@@ -125,6 +151,8 @@ class VmCard(Widget, can_focus=True):
         self._title_of: tuple[str, str, str | None] | None = None
         self.behind = False
         """True while what it shows is older than what `show` gave (it was out of view)."""
+        self.guard: GuardView | None = None
+        """Its VM's dead-man's switch as the last heartbeat found it (None: none sent)."""
         self._apply_titles()
 
     @property
@@ -132,15 +160,16 @@ class VmCard(Widget, can_focus=True):
         return self.vm.name
 
     def show(
-        self, vm: VmSnapshot, now: datetime, telemetry: TelemetrySnapshot | None = None, *, in_view: bool = True
-    ) -> None:
+        self, vm: VmSnapshot, now: datetime, telemetry: TelemetrySnapshot | None = None, *, in_view: bool = True,
+        guard: GuardView | None = None,
+    ) -> None:  # fmt: skip
         """Take the VM's latest state; repaint if `in_view`, else only remember it (`behind`)
         and repaint when `paint()` is called, unless its height changes (the layout must know).
 
         `telemetry` is the fleet's: the card reads its VM's outline to count its lines, and
         its VM's GPU views only when it paints, so a card out of view builds none."""
         lines_before = self._gauge_lines()
-        self.vm, self.now, self._telemetry = vm, now, telemetry
+        self.vm, self.now, self._telemetry, self.guard = vm, now, telemetry, guard
         resized = self._gauge_lines() != lines_before
         if in_view or resized:
             self.paint(layout=resized)
@@ -190,7 +219,7 @@ class VmCard(Widget, can_focus=True):
             if self.vm.label and self.vm.label != self.vm.name:
                 title += [("  ", ""), (self.vm.label, "$foreground-muted italic")]
             self.border_title = Content.assemble(*title)
-        self.border_subtitle = status_content(self.vm, self.now)
+        self.border_subtitle = Content.assemble(guard_content(self.guard, self.now), status_content(self.vm, self.now))
 
     def render(self) -> Content:
         text = Content.assemble(power_content(self.vm), "  ", money_content(self.vm), "\n", idle_content(self.vm))
