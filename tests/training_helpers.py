@@ -66,7 +66,10 @@ class TrainingTab(App[None]):
         self.pane.shown()
         self.pane.draw()
         self.pane.focus_target.focus()
-        self.set_interval(0.5, self.pane.draw)
+        # On the screen, as the console's tick is on ConsoleTabs: a timer stops when its owner
+        # closes, and the screen closes before the tab's widgets are removed. On the app it
+        # would go on ticking while they go, and a draw then finds its widgets gone (NoMatches).
+        self.screen.set_interval(0.5, self.pane.draw)
 
     async def on_unmount(self) -> None:
         await self.watch.aclose()
