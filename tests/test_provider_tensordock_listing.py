@@ -5,6 +5,7 @@ coalesced, with each VM's own `GET /instances/{id}` as the fallback and for star
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,6 +14,8 @@ from aiconsole.config import settings_from_toml_text
 from aiconsole.demo.tensordock_api import FakeTensorDock
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.secret import Secret
+from aiconsole.services.fleet import FleetMonitor
+from aiconsole.services.ledger import Ledger
 from aiconsole.services.providers.base import ProviderError, ProviderErrorKind
 from aiconsole.services.providers.shared_listing import SharedListing
 from aiconsole.services.providers.tensordock import TensorDockProvider
@@ -93,6 +96,18 @@ async def test_a_listing_is_shared_within_its_window_and_asked_again_past_it(fak
     fake.instances[IDS[2]].status = "Stopped"
     assert (await third.status()).power is PowerState.STOPPED
     assert fake.requests == [LIST, LIST]
+
+
+async def test_a_state_read_from_a_listing_is_as_old_as_the_listing(fake, account, clock):
+    first, second = account(IDS[:2])
+    assert (await first.status()).age_s == 0.0  # asked for now
+    clock.now += 5.0
+    assert (await second.status()).age_s == 5.0  # the same listing: what it shows is 5 s old
+    (alone,) = account(IDS[2:])
+    await first.aclose(), await second.aclose()  # the account has one VM left: it reads itself
+    clock.now += 1.0
+    assert (await alone.status()).age_s == 0.0
+    assert fake.requests[-1] == own(IDS[2])
 
 
 async def test_a_vm_never_reads_the_same_listing_twice(fake, account):
@@ -321,3 +336,28 @@ async def test_builder_shares_one_listing_per_account(fake):
         finally:
             for provider in providers:
                 await provider.aclose()
+
+
+async def test_the_fleet_dates_a_state_read_from_a_listing_when_the_listing_was_asked(fake, tmp_path):
+    """The pane's "checked … ago" and the ledger's power intervals count from when TensorDock
+    was asked, not from when a VM happened to read the account's listing."""
+    async with FakeTensorDock(OTHER_KEY) as second:
+        settings = settings_from_toml_text(config(fake, second))
+        settings.vm[:] = settings.vm[:2]  # a0 and a1: one account
+        now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+        monitor = FleetMonitor(settings, Ledger.open(tmp_path / "l.sqlite3"), ProviderBuilder({"TD_KEY": KEY}),
+                               tz=UTC, clock=lambda: now)  # fmt: skip
+        try:
+            await monitor.open()
+            await monitor.refresh("a0")  # asks for the listing
+            await asyncio.sleep(0.3)  # real time: the listing's age is measured on the monotonic clock
+            await monitor.refresh("a1")  # reads the same one
+            checked = {vm.name: vm.checked_at for vm in monitor.snapshot().vms}
+            assert fake.requests == [LIST]
+            assert checked["a0"] is not None and checked["a1"] is not None
+            assert now - checked["a0"] < timedelta(seconds=0.3)
+            assert timedelta(seconds=0.3) <= now - checked["a1"] < timedelta(seconds=LISTING_SHARE_OF_POLL * 20)
+            opened = monitor.ledger.intervals("a1")
+            assert [(i.state, i.start) for i in opened] == [(PowerState.STOPPED, checked["a1"])]
+        finally:
+            await monitor.close()

@@ -357,12 +357,14 @@ class FleetMonitor:
             log.exception("polling %s failed", state.name)
             self._fail(state, sanitize_line(f"{type(error).__name__}: {error}"))
             return
-        now = self._clock()
+        # Dated when the provider was asked: a state read from a listing shared with the
+        # account's other VMs is that listing's age old, never shown (or billed) as newer.
+        observed = self._clock() - timedelta(seconds=status.age_s)
         state.failures = 0
-        state.observation = PowerObservation(status.power, now, status.raw_state, status.label)
-        if self.ledger.record_power(state.name, status.power, now):  # ignores unknown/error
+        state.observation = PowerObservation(status.power, observed, status.raw_state, status.label)
+        if self.ledger.record_power(state.name, status.power, observed):  # ignores unknown/error
             self._load_history(state)
-            self._record_signal(state, ActivityKind.POWER, status.power.value, at=now)
+            self._record_signal(state, ActivityKind.POWER, status.power.value, at=observed)
 
     def _fail(self, state: _VmState, message: str) -> None:
         state.failures += 1

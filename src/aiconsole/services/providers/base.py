@@ -24,6 +24,9 @@ class ProviderStatus:
     """The provider's display name for the instance, sanitised."""
     detail: str = ""
     """Anything else worth showing (e.g. the provider's message), sanitised."""
+    age_s: float = 0.0
+    """How long before it was returned the provider was asked: 0 for a read of its own, the
+    listing's age for one read from an account-wide listing shared with other VMs."""
 
 
 class ProviderErrorKind(StrEnum):

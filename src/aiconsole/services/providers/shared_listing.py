@@ -71,14 +71,16 @@ class SharedListing(Generic[T]):
 
     async def get(
         self, fetch: Callable[[], Awaitable[T]], *, max_age: float, after: int
-    ) -> tuple[int, T | ProviderError]:
+    ) -> tuple[int, T | ProviderError, float]:
         """A listing younger than `max_age` with a sequence number above `after`: the latest
         one (answered or on its way) when it qualifies, else a new one made with `fetch`.
-        Returns its sequence number and its answer, or the ProviderError it failed with."""
+        Returns its sequence number, its answer (or the ProviderError it failed with) and its
+        age in seconds now, counted from when it was asked for: what it shows is that old."""
         latest = self._latest
         if latest is None or not self._usable(latest, max_age, after):
             latest = self._ask(fetch)
-        return latest.seq, await asyncio.shield(latest.task)
+        answer = await asyncio.shield(latest.task)
+        return latest.seq, answer, max(0.0, self._clock() - latest.asked_at)
 
     def _usable(self, latest: _Round[T], max_age: float, after: int) -> bool:
         # A builder outliving one event loop (a CLI command run after another) must not await the old loop's task.

@@ -147,7 +147,7 @@ class TensorDockProvider:
         transition = self._last_power.is_transition
         max_age = _TRANSITION_SHARE * self._poll_interval if transition else self._listing_max_age
         after = max(self._used_listing, self._fresh_from)
-        seq, listings = await self._shared.get(self.list_instances, max_age=max_age, after=after)
+        seq, listings, age_s = await self._shared.get(self.list_instances, max_age=max_age, after=after)
         if isinstance(listings, ProviderError):
             if listings.kind is ProviderErrorKind.AUTH:  # the key's, not the list's: reading alone
                 raise ProviderError(listings.kind, listings.message)  # would repeat it once per VM
@@ -159,7 +159,7 @@ class TensorDockProvider:
         if item is None or not item.raw_state:
             return None
         self._last_power = item.power
-        return ProviderStatus(power=item.power, raw_state=item.raw_state, label=item.name)
+        return ProviderStatus(power=item.power, raw_state=item.raw_state, label=item.name, age_s=age_s)
 
     async def _read(self) -> ProviderStatus:
         """`GET /instances/{id}`: this instance alone, as it is now."""
