@@ -5,7 +5,6 @@ How to run (from the repository root, with the project's virtualenv):
     python benchmarks/watch.py                          # baseline, 2 VMs, 100 VMs: 60 s windows (~5 min)
     python benchmarks/watch.py --seconds 20             # shorter windows while developing
     python benchmarks/watch.py --cases 100 --profile    # + a cProfile of the watch's loop over the window
-    python benchmarks/watch.py --cases 100,100+shared-ssl,100+no-health   # experiments, see PATCHES
 
 Exit status 0; 1 when a target is missed; 2 when a case failed or the fleet saw no work (its
 figures would mean nothing).
@@ -57,8 +56,7 @@ target; it is printed with its ratio to the 2-VM case.
 `--profile`: one more run of the largest case with the watch under cProfile, enabled on the
 watch's event loop at the window's start and disabled at its end (so start-up is left out);
 the main thread only, and cProfile's own overhead inflates small calls (and counts each resumption
-of a coroutine as a call). Its CPU is not reported. Cases named `VMS+PATCH` run the watch with an
-experiment patched in (see PATCHES), to measure a change before making it in src/.
+of a coroutine as a call). Its CPU is not reported.
 """
 
 from __future__ import annotations
@@ -286,24 +284,7 @@ import asyncio, cProfile, sys, time
 import aiconsole.commands_watch as watch
 from aiconsole.cli import main
 
-started, ended, out, patches = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4].split(",")
-if "shared-ssl" in patches:  # every client with the same SSL settings gets the same context
-    import functools, ssl
-    make = ssl.create_default_context
-    cached = functools.cache(lambda purpose, cafile, capath, cadata: make(purpose, cafile=cafile, capath=capath, cadata=cadata))
-    def shared(purpose=ssl.Purpose.SERVER_AUTH, *, cafile=None, capath=None, cadata=None):
-        return cached(purpose, cafile, capath, cadata)
-    ssl.create_default_context = shared
-if "no-sniffio-scan" in patches and "sniffio" not in sys.modules:
-    try:
-        import sniffio
-    except ImportError:  # what httpcore then does per request, without searching sys.path each time
-        sys.modules["sniffio"] = None
-if "no-health" in patches:  # the hub's service health checks (every 10 s) never run
-    from aiconsole.services.telemetry import TelemetryHub
-    async def no_checks(self):
-        await asyncio.Event().wait()
-    TelemetryHub._check_services_forever = no_checks
+started, ended, out = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 run_watch = watch.run_watch
 
 async def wrapped(*args, **kwargs):
@@ -321,14 +302,8 @@ async def wrapped(*args, **kwargs):
             profile.dump_stats(out)
 
 watch.run_watch = wrapped
-sys.exit(main(sys.argv[5:]))
+sys.exit(main(sys.argv[4:]))
 """
-PATCHES = ("shared-ssl", "no-sniffio-scan", "no-health")
-"""Experiments (`--cases 100+shared-ssl`), applied in the watch's process by `WRAPPER`; src/ is untouched:
-shared-ssl: one SSL context per distinct settings instead of one per HTTP client (httpx loads certifi's
-bundle for each client, ~30 ms and ~0.9 MB here, even for http:// URLs); no-sniffio-scan: httpcore
-imports `sniffio` on every request and it is not installed, so each failed import searches sys.path;
-no-health: the telemetry hub's service health checks, which nothing in the watch reads."""
 
 
 def _status_kb(pid: int, key: str) -> float:
@@ -377,14 +352,12 @@ class Samples:
         return 100 * (self.at[end][which] - self.at[start][which]) / (end - start)
 
 
-def run_case(
-    args: argparse.Namespace, name: str, vms: int, scratch: Path, profile: Path | None = None, patches: tuple = ()
-) -> dict:
+def run_case(args: argparse.Namespace, name: str, vms: int, scratch: Path, profile: Path | None = None) -> dict:
     """One watch for `--startup` + `--seconds`, measured from outside; the fakes in their own process."""
     directory = scratch / (name if profile is None else f"{name}-profile")
     directory.mkdir()
     fleet = Fleet(vms, args.gpus, directory / "fleet") if vms else None
-    result: dict[str, Any] = {"case": name, "vms": vms, "gpus": args.gpus if vms else 0, "patches": patches}
+    result: dict[str, Any] = {"case": name, "vms": vms, "gpus": args.gpus if vms else 0}
     proc = log = None
     start, end = args.startup, args.startup + args.seconds
     try:
@@ -393,10 +366,10 @@ def run_case(
         duration = end + 30  # a bound: the script ends it after the window
         watch = ["watch", "--config", str(config), "--duration", f"{duration:g}"]
         epoch = time.time()  # ~ the spawn, as wall-clock time for the profiler's window
-        if profile is None and not patches:
+        if profile is None:
             command = [sys.executable, "-m", "aiconsole", *watch]
         else:
-            span = (f"{epoch + start:.3f}", f"{epoch + end:.3f}", str(profile or ""), ",".join(patches))
+            span = (f"{epoch + start:.3f}", f"{epoch + end:.3f}", str(profile))
             command = [sys.executable, "-c", WRAPPER, *span, *watch]
         log = (directory / "watch.log").open("w")
         spawned = time.perf_counter()
@@ -523,7 +496,7 @@ def print_report(args: argparse.Namespace, results: list[dict]) -> int:
             print(f"  !! {r['case']}: the watch did not do its work ({'; '.join(problems)}): figures not comparable")
             status = 2
     print()
-    plain = [r for r in results if "failed" not in r and not r["patches"]]
+    plain = [r for r in results if "failed" not in r]
     small = next((r for r in plain if r["vms"] == 2), None)
     if small is not None:
         for what, value, limit, unit in (("CPU", small["cpu_pct"], TARGET_CPU_PCT, "% of one core"),
@@ -531,12 +504,6 @@ def print_report(args: argparse.Namespace, results: list[dict]) -> int:
             ok = value < limit
             print(f"target: 2 VMs, {what} under {limit:g} {unit}: {value:.2f}  {'PASS' if ok else 'FAIL'}")
             status = status or (0 if ok else 1)
-    for r in results:
-        same = next((p for p in plain if p["vms"] == r["vms"]), None)
-        if r["patches"] and same is not None and "failed" not in r:
-            print(f"experiment {r['case']}: CPU {r['cpu_pct']:.2f} % vs {same['cpu_pct']:.2f} % "
-                  f"({r['cpu_pct'] / same['cpu_pct']:.2f}x), start-up CPU to {args.startup:g} s {r['startup_cpu_s']:.2f} "
-                  f"vs {same['startup_cpu_s']:.2f} s, RSS peak {r['rss_peak_mb']:.1f} vs {same['rss_peak_mb']:.1f} MB")  # fmt: skip
     large = next((r for r in plain if r["vms"] >= 50), None)
     if large is not None and small is not None and small["cpu_pct"]:
         print(f"{large['vms']} VMs / 2 VMs: CPU {large['cpu_pct'] / small['cpu_pct']:.1f}x, "
@@ -609,7 +576,7 @@ def main() -> int:
     parser.add_argument("--slice", type=float, default=10.0, help="the window's CPU is also printed per SLICE s")
     parser.add_argument(
         "--cases", default="baseline,2,100",
-        help="comma-separated: baseline (0 VMs) and VM counts, each optionally +PATCH (" + ", ".join(PATCHES) + ")",
+        help="comma-separated: baseline (0 VMs) and VM counts",
     )  # fmt: skip
     parser.add_argument("--gpus", type=int, default=1, help="simulated GPUs per VM (the demo's VMs have one)")
     parser.add_argument("--profile", action="store_true", help="then profile the largest case (cProfile)")
@@ -626,23 +593,20 @@ def main() -> int:
     compile_bytecode()
     cases = []
     for case in filter(None, args.cases.split(",")):
-        size, *patches = case.split("+")
-        if unknown := set(patches) - set(PATCHES):
-            parser.error(f"unknown patch(es) {', '.join(sorted(unknown))} in {case!r}; known: {', '.join(PATCHES)}")
-        cases.append((case, 0 if size == "baseline" else int(size), tuple(patches)))
+        cases.append((case, 0 if case == "baseline" else int(case)))
     began = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory(prefix="aiconsole-watch-bench-") as tmp:
-        for name, vms, patches in cases:
-            label = ("baseline (0 VMs)" if vms == 0 else f"{vms} VMs") + "".join(f" +{p}" for p in patches)
+        for name, vms in cases:
+            label = "baseline (0 VMs)" if vms == 0 else f"{vms} VMs"
             print(f"measuring {label}: {args.startup:g} s start-up + {args.seconds:g} s window...", flush=True)
-            results.append(run_case(args, name, vms, Path(tmp), patches=patches))
+            results.append(run_case(args, name, vms, Path(tmp)))
         status = print_report(args, results)
         if args.profile:
-            name, vms, patches = max(cases, key=lambda case: (case[1], -len(case[2])))
+            name, vms = max(cases, key=lambda case: case[1])
             print(f"\nprofiling {name} ({vms} VMs)...", flush=True)
             out = Path(tmp) / "watch.prof"
-            profiled = run_case(args, name, vms, Path(tmp), profile=out, patches=patches)
+            profiled = run_case(args, name, vms, Path(tmp), profile=out)
             if "failed" in profiled or not out.exists():
                 print(f"profile run failed: {profiled.get('failed', 'no profile written')}")
             else:
