@@ -441,7 +441,8 @@ def check_work(r: dict, seconds: float) -> list[str]:
         problems.append(f"{fleet.get('smi_readings', 0)} nvidia-smi rounds sent, {expected:.0f} expected")
     if fleet.get("streams_open", 0) != r["vms"]:
         problems.append(f"{fleet.get('streams_open', 0)} nvidia-smi streams open at the end, {r['vms']} expected")
-    if seconds >= 60 and fleet.get("tensordock_get", 0) == 0:  # 100 VMs: the first polls fill the minute's quota
+    # A poll is the account's shared `GET /instances` (one a round, 2+ VMs) or a VM's own GET.
+    if seconds >= 60 and fleet.get("tensordock_get", 0) + fleet.get("tensordock_list", 0) == 0:
         problems.append("no TensorDock poll in the window")
     if seconds >= 25 and fleet.get("who", 0) == 0:
         problems.append("no `who` probe in the window")
