@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aiconsole.assembly import LISTING_SHARE_OF_POLL, ProviderBuilder
+from aiconsole.assembly import LISTING_SHARE_OF_POLL, ProviderBuilder, build_monitor
 from aiconsole.config import settings_from_toml_text
 from aiconsole.demo.tensordock_api import FakeTensorDock
 from aiconsole.domain.power import PowerState
@@ -359,5 +359,30 @@ async def test_the_fleet_dates_a_state_read_from_a_listing_when_the_listing_was_
             assert timedelta(seconds=0.3) <= now - checked["a1"] < timedelta(seconds=LISTING_SHARE_OF_POLL * 20)
             opened = monitor.ledger.intervals("a1")
             assert [(i.state, i.start) for i in opened] == [(PowerState.STOPPED, checked["a1"])]
+        finally:
+            await monitor.close()
+
+
+async def test_a_monitor_on_its_own_clock_measures_the_listings_age_on_it(fake, tmp_path):
+    """Tests and a demo on a fixed clock: real time passing must not date observations
+    earlier than a clock that stands still (a snapshot read "3m 59s" under load)."""
+    async with FakeTensorDock(OTHER_KEY) as second:
+        settings = settings_from_toml_text(config(fake, second))
+        settings.vm[:] = settings.vm[:2]
+        now = [datetime(2026, 11, 23, 12, 0, tzinfo=UTC)]
+        monitor = build_monitor(settings, Ledger.open(tmp_path / "l.sqlite3"), {"TD_KEY": KEY}, clock=lambda: now[0])
+        try:
+            await monitor.open()
+            await monitor.refresh("a0")
+            await asyncio.sleep(0.3)  # real time passes; the monitor's clock does not
+            await monitor.refresh("a1")
+            assert {vm.name: vm.checked_at for vm in monitor.snapshot().vms} == {"a0": now[0], "a1": now[0]}
+            now[0] += timedelta(seconds=5)  # the monitor's clock moves: the listing is 5 s old on it
+            await monitor.refresh("a0")  # a0 read that listing already: it asks for a new one
+            now[0] += timedelta(seconds=2)
+            await monitor.refresh("a1")  # the new listing, asked 2 s ago by the monitor's clock
+            checked = {vm.name: vm.checked_at for vm in monitor.snapshot().vms}
+            assert checked["a1"] == now[0] - timedelta(seconds=2) == checked["a0"]
+            assert fake.requests == [LIST, LIST]
         finally:
             await monitor.close()

@@ -92,10 +92,18 @@ class ProviderBuilder:
     read each VM about once a minute; one `GET /instances` per round keeps the poll interval.
     """
 
-    def __init__(self, environ: Mapping[str, str], *, poll_interval: float = 3.0) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        *,
+        poll_interval: float = 3.0,
+        listing_clock: Callable[[], float] | None = None,
+    ) -> None:
         self._environ = environ
         self._poll_interval = poll_interval
         """How often a start or stop checks the provider for the target state."""
+        self._listing_clock = listing_clock
+        """What a shared listing's age is measured on (None: the monotonic clock)."""
         self._limiters: dict[tuple[str, str], object] = {}
         self._listings: dict[tuple[str, str], object] = {}
 
@@ -108,7 +116,6 @@ class ProviderBuilder:
 
     def _tensordock(self, vm: VmConfig) -> VmProvider:
         from aiconsole.services.providers._http import RateLimiter
-        from aiconsole.services.providers.shared_listing import SharedListing
         from aiconsole.services.providers.tensordock import TensorDockProvider
 
         section = vm.tensordock
@@ -120,9 +127,14 @@ class ProviderBuilder:
             str(section.api_url),
             limiter=self._limiters.setdefault(account, RateLimiter()),
             poll_interval=self._poll_interval,
-            shared_listing=self._listings.setdefault(account, SharedListing()),
+            shared_listing=self._listings.setdefault(account, self._listing()),
             listing_max_age=LISTING_SHARE_OF_POLL * vm.poll_seconds,
         )
+
+    def _listing(self):
+        from aiconsole.services.providers.shared_listing import SharedListing
+
+        return SharedListing(clock=self._listing_clock) if self._listing_clock else SharedListing()
 
     def _build(self, vm: VmConfig) -> VmProvider:
         # Imported here, not at module level: httpx costs ~0.1 s and must come after the first frame.
@@ -175,10 +187,14 @@ def build_monitor(
     """The monitor for `settings`. `transition_poll_seconds` is how often a VM that is
     starting or stopping is looked at, by the monitor and by the provider's own wait."""
     extra = {"clock": clock} if clock is not None else {}
+    # A monitor on a clock of its own (tests, a demo on a fixed clock) measures a shared
+    # listing's age on it too: an age in real time would date its observations (the fleet
+    # subtracts it) against a clock that does not move with real time.
+    listing_clock = (lambda: clock().timestamp()) if clock is not None else None
     return FleetMonitor(
         settings,
         ledger,
-        ProviderBuilder(environ, poll_interval=transition_poll_seconds),
+        ProviderBuilder(environ, poll_interval=transition_poll_seconds, listing_clock=listing_clock),
         transition_poll_seconds=transition_poll_seconds,
         tz=local_timezone(settings.budget.timezone, environ),
         read_only=read_only or settings.ui.read_only,
