@@ -16,7 +16,7 @@ from aiconsole.domain.guard import (
     TIMER_NAME,
     GuardSettings,
     GuardStatus,
-    heartbeat_command,
+    heartbeat_status_command,
     install_commands,
     parse_status,
     remove_commands,
@@ -110,16 +110,14 @@ def test_systemd_reads_the_rendered_units(tmp_path: Path) -> None:
 
 def test_heartbeat_touches_only_when_the_guard_is_installed(tmp_path: Path) -> None:
     heartbeat = tmp_path / "state" / "heartbeat"
-    command = heartbeat_command(str(heartbeat))
-    assert command == f"if [ -d {tmp_path / 'state'} ]; then touch {heartbeat}; fi"
-    assert _sh(command).returncode == 0 and not heartbeat.parent.exists()  # no guard: a no-op
+    command = heartbeat_status_command(GuardSettings(heartbeat_path=str(heartbeat)))
+    result = _sh(command)  # no guard: nothing touched, nothing created, and it says so
+    assert result.returncode == 0 and "heartbeat=none" in result.stdout and not heartbeat.parent.exists()
     heartbeat.parent.mkdir()
-    assert _sh(command).returncode == 0 and heartbeat.exists()
-    assert (
-        heartbeat_command() == "if [ -d /var/lib/aiconsole-guard ]; then touch /var/lib/aiconsole-guard/heartbeat; fi"
-    )
+    result = _sh(command)
+    assert result.returncode == 0 and "heartbeat=sent" in result.stdout and heartbeat.exists()
     with pytest.raises(ValueError):
-        heartbeat_command(HOSTILE)
+        GuardSettings(heartbeat_path=HOSTILE)
 
 
 def test_install_writes_files_then_marker_then_enables_the_timer() -> None:

@@ -169,14 +169,6 @@ def _dirname(path: str) -> str:
     return path.rsplit("/", 1)[0] or "/"
 
 
-def heartbeat_command(path: str = DEFAULT_HEARTBEAT_PATH) -> str:
-    """Touch the heartbeat, as the SSH user. On a VM without the guard (no state directory)
-    it does nothing and succeeds: it never creates directories as a side effect."""
-    _check_path("heartbeat_path", path)
-    directory, target = shlex.quote(_dirname(path)), shlex.quote(path)
-    return f"if [ -d {directory} ]; then touch {target}; fi"
-
-
 def _write_file(path: str, text: str, mode: str) -> str:
     """Write atomically (temp file + rename) so a dropped connection leaves no half-written unit."""
     tmp = shlex.quote(path + ".tmp")
@@ -193,7 +185,7 @@ def install_commands(
     unit_dir: str = UNIT_DIR,
 ) -> list[str]:
     """Root's commands to install (or reinstall) the guard. `owner` is the SSH user that sends
-    heartbeats: the state directory is theirs so `heartbeat_command` needs no sudo."""
+    heartbeats: the state directory is theirs so `heartbeat_status_command` needs no sudo."""
     if not _SAFE_USER.fullmatch(owner):
         raise ValueError(f"guard owner must be a plain user name: {owner!r}")
     _check_path("script_path", script_path)

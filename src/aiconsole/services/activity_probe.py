@@ -44,6 +44,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from aiconsole.domain.activity_sources import keepalive_detail, keepalive_until, parse_who, sessions_detail
+from aiconsole.domain.idle import ActivityKind
 from aiconsole.domain.models import LoadedModel
 from aiconsole.domain.power import PowerState
 from aiconsole.domain.sanitize import sanitize_line
@@ -192,17 +193,17 @@ class ActivityProbe:
             async with asyncio.timeout(self.timeout_s), self._slots:
                 result = await self._pool.run(vm, target, WHO_COMMAND, self.timeout_s, wait=self._wait(vm))
         except TimeoutError:
-            self._unknown(vm, "ssh", "SSH sessions unknown", f"no answer within {self.timeout_s:g} s")
+            self._unknown(vm, ActivityKind.SSH, "SSH sessions unknown", f"no answer within {self.timeout_s:g} s")
             return
         except SshError as exc:
-            self._unknown(vm, "ssh", "SSH sessions unknown", exc.message)
+            self._unknown(vm, ActivityKind.SSH, "SSH sessions unknown", exc.message)
             return
         if not result.ok:
-            self._unknown(vm, "ssh", "SSH sessions unknown", _failed("who", result.exit_status, result.stderr))
+            self._unknown(vm, ActivityKind.SSH, "SSH sessions unknown", _failed("who", result.exit_status, result.stderr))
             return
         sessions = parse_who(result.stdout)
         if sessions:
-            self._send(vm, "ssh", sessions_detail(sessions), until=self._clock() + self.lease)
+            self._send(vm, ActivityKind.SSH, sessions_detail(sessions), until=self._clock() + self.lease)
 
     def _wait(self, vm: str) -> bool:
         """Wait for a connection being made; not for one that is down (it fails at once, with why)."""
@@ -221,10 +222,10 @@ class ActivityProbe:
             if len(vm.ollama) > 1:
                 reason = f"{service}: {reason}"
             lease_end = now + self.lease
-            self._send(vm.name, "ollama", _unknown("Ollama unreachable", reason, vm.name),
+            self._send(vm.name, ActivityKind.OLLAMA, _unknown("Ollama unreachable", reason, vm.name),
                        until=max(lease_end, until) if until else lease_end, unknown=True)  # fmt: skip
         elif until is not None:
-            self._send(vm.name, "ollama", keepalive_detail(loaded, now, self._tz), until=until)
+            self._send(vm.name, ActivityKind.OLLAMA, keepalive_detail(loaded, now, self._tz), until=until)
 
     async def _loaded(self, vm: str, service: str) -> tuple[LoadedModel, ...] | str:
         """The server's loaded models, or why they could not be read."""

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LISTING_PROVIDERS = ("tensordock", "proxmox")
 DEFAULT_ACCOUNT_TIMEOUT_S = 90.0
 """One account's listing, 429 back-offs included, must be over within this; then it is an error."""
 
